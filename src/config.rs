@@ -1,0 +1,168 @@
+//! Settings: every address, limit and timeout, with its default.
+//!
+//! Each setting is a flag named after its environment variable
+//! (`--listen` = `CHATGATE_LISTEN`). Owns validation of the combination
+//! (no secret outside loopback); does not open anything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::hub::HubConfig;
+use crate::outbox::QueueLimits;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleSetting {
+    /// Engine and gateway in one process.
+    All,
+    /// Only the WebSocket gateway (and HTTP ingest).
+    Gateway,
+    /// Only the session engine (REST operations).
+    Engine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CHATGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// HS256 secret for tokens. Without one, on a loopback address only,
+    /// dev mode mints demo tokens at /dev/token.
+    #[arg(long, env = "CHATGATE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA or EC) verifying RS256 / ES256 tokens.
+    #[arg(long, env = "CHATGATE_JWT_PUBLIC_KEY", hide_env_values = true)]
+    pub jwt_public_key: Option<String>,
+
+    /// Bus: unset for the in-memory bus, or nats://host:port.
+    #[arg(long, env = "CHATGATE_BUS")]
+    pub bus: Option<String>,
+
+    /// JetStream stream name.
+    #[arg(long, env = "CHATGATE_NATS_STREAM", default_value = "CHATGATE")]
+    pub nats_stream: String,
+
+    /// Subject prefix: events go to <prefix>.sessions.<sessionId>.
+    #[arg(long, env = "CHATGATE_NATS_PREFIX", default_value = "chatgate")]
+    pub nats_prefix: String,
+
+    /// Process role.
+    #[arg(long, env = "CHATGATE_ROLE", value_enum, default_value = "all")]
+    pub role: RoleSetting,
+
+    /// TOML file with the agents and queues; a demo directory without it.
+    #[arg(long, env = "CHATGATE_DIRECTORY")]
+    pub directory: Option<PathBuf>,
+
+    /// Comma-separated Origins allowed to open /ws (unset: any).
+    #[arg(long, env = "CHATGATE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Base URL used in user, queue and session URIs (default: from --listen).
+    #[arg(long, env = "CHATGATE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Frames a connection may have queued before it is closed as slow.
+    #[arg(long, env = "CHATGATE_QUEUE_FRAMES", default_value_t = 1024)]
+    pub queue_frames: usize,
+
+    /// Bytes a connection may have queued before it is closed as slow.
+    #[arg(long, env = "CHATGATE_QUEUE_BYTES", default_value_t = 1 << 20)]
+    pub queue_bytes: usize,
+
+    /// Frames retained per session for resume, at least.
+    #[arg(long, env = "CHATGATE_RETENTION_COUNT", default_value_t = 1000)]
+    pub retention_count: usize,
+
+    /// Seconds frames are retained for resume, at least.
+    #[arg(long, env = "CHATGATE_RETENTION_SECS", default_value_t = 600)]
+    pub retention_secs: u64,
+
+    /// Hard cap of frames retained per session (memory bound).
+    #[arg(long, env = "CHATGATE_RETENTION_MAX", default_value_t = 10_000)]
+    pub retention_max: usize,
+
+    /// Messages kept per session for snapshots.
+    #[arg(long, env = "CHATGATE_LOG_LIMIT", default_value_t = 1000)]
+    pub log_limit: usize,
+
+    /// Seconds between heartbeat frames and pings.
+    #[arg(long, env = "CHATGATE_HEARTBEAT_SECS", default_value_t = 30)]
+    pub heartbeat_secs: u64,
+
+    /// Seconds to wait for a pong before dropping a silent peer.
+    #[arg(long, env = "CHATGATE_PONG_TIMEOUT_SECS", default_value_t = 20)]
+    pub pong_timeout_secs: u64,
+
+    /// Seconds a write to a socket may take before the peer is dropped.
+    #[arg(long, env = "CHATGATE_WRITE_TIMEOUT_SECS", default_value_t = 30)]
+    pub write_timeout_secs: u64,
+
+    /// Maximum concurrent WebSocket connections.
+    #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Maximum body of POST /upstream/events, in bytes.
+    #[arg(long, env = "CHATGATE_INGEST_MAX_BYTES", default_value_t = 4 << 20)]
+    pub ingest_max_bytes: usize,
+
+    /// Seconds to wait for connections to close on shutdown.
+    #[arg(long, env = "CHATGATE_SHUTDOWN_SECS", default_value_t = 10)]
+    pub shutdown_secs: u64,
+
+    /// Log format.
+    #[arg(long, env = "CHATGATE_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Settings from the given arguments only (no environment): for tests.
+    pub fn for_tests() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        Wrapper::parse_from(["chatgate", "--listen", "127.0.0.1:0"]).config
+    }
+
+    pub fn hub(&self) -> HubConfig {
+        HubConfig {
+            queue: QueueLimits {
+                frames: self.queue_frames,
+                bytes: self.queue_bytes,
+            },
+            retention_count: self.retention_count,
+            retention_age: Duration::from_secs(self.retention_secs),
+            retention_max: self.retention_max.max(self.retention_count),
+            log_limit: self.log_limit,
+        }
+    }
+
+    /// Dev mode: no secret, loopback only.
+    pub fn dev_mode(&self) -> bool {
+        self.jwt_secret.is_none()
+    }
+
+    /// Refuses combinations that would be unsafe to run.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dev_mode() && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "refusing to listen on {} without CHATGATE_JWT_SECRET: dev tokens are for loopback only",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! `POST /upstream/events`: notifications from any other chat server.
+//!
+//! Owns parsing a batch (one notification, a JSON array of them, or NDJSON)
+//! and its all-or-nothing rule: every item is validated before anything is
+//! published, and one bad item rejects the batch with HTTP 400 naming the
+//! item and the reason. Accepted batches go to the bus like the engine's.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::auth::Role;
+use crate::http::{authenticate, AppError, SharedState};
+use crate::model::Notification;
+
+/// Why a batch was refused, naming the item (1-based).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("empty batch")]
+    Empty,
+    #[error("item {item}: {reason}")]
+    Item { item: usize, reason: String },
+}
+
+/// Parses a request body into validated notifications.
+pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<Vec<Notification>, BatchError> {
+    let items: Vec<Result<Value, String>> = if ndjson {
+        body.split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(|line| serde_json::from_slice(line).map_err(|e| format!("not valid JSON: {e}")))
+            .collect()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Array(items)) => items.into_iter().map(Ok).collect(),
+            Ok(one) => vec![Ok(one)],
+            Err(e) => {
+                return Err(BatchError::Item {
+                    item: 1,
+                    reason: format!("not valid JSON: {e}"),
+                })
+            }
+        }
+    };
+    if items.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.and_then(|v| Notification::from_value(v).map_err(|e| e.to_string()))
+                .map_err(|reason| BatchError::Item {
+                    item: i + 1,
+                    reason,
+                })
+        })
+        .collect()
+}
+
+pub async fn post_events(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    authenticate(&state, &headers, None, &[Role::Service])?;
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-ndjson"));
+    let batch = parse_batch(&body, ndjson).map_err(|e| {
+        state.metrics.ingest_rejects.inc();
+        AppError::BadRequest(e.to_string())
+    })?;
+    let accepted = batch.len();
+    state.publish(batch, "ingest").await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"{"notificationType":"NewMessages","messageType":"MessageLogUpdated","facebooksessionPath":"/facebooksessions/s1","messages":[]}"#;
+
+    #[test]
+    fn one_array_and_ndjson() {
+        assert_eq!(parse_batch(OK.as_bytes(), false).unwrap().len(), 1);
+        assert_eq!(
+            parse_batch(format!("[{OK},{OK}]").as_bytes(), false)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_batch(format!("{OK}\n\n{OK}\n").as_bytes(), true)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn one_bad_item_names_itself() {
+        let err = parse_batch(format!("{OK}\n{{\"x\":1}}\n").as_bytes(), true).unwrap_err();
+        assert!(matches!(err, BatchError::Item { item: 2, .. }), "{err}");
+        let err = parse_batch(format!("[{OK},3]").as_bytes(), false).unwrap_err();
+        assert!(err.to_string().starts_with("item 2:"), "{err}");
+        assert_eq!(parse_batch(b"[]", false), Err(BatchError::Empty));
+    }
+}

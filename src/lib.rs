@@ -1,0 +1,31 @@
+//! chatgate: a WebSocket notification gateway for contact-center chat.
+//!
+//! # Layout
+//!
+//! - [`model`]: the facebooksession notification shapes (serde types).
+//! - [`view`]: the customer projection, the privacy boundary (pure).
+//! - [`session`]: one session's participants, log and customer numbering.
+//! - [`hub`]: sessions, subscriptions, retention, resume and fan-out.
+//! - [`outbox`]: a connection's bounded queue and the slow-consumer rule.
+//! - [`ws`]: `GET /ws`, one task per connection.
+//! - [`ingest`]: `POST /upstream/events`.
+//! - [`bus`]: between upstreams and gateways (in-memory, NATS JetStream).
+//! - [`auth`]: JWT verification and minting.
+//! - [`http`]: the router, shared state, errors as responses.
+//! - [`config`]: every setting, with defaults.
+//! - [`metrics`]: counters rendered for Prometheus.
+//! - [`server`]: wiring it together and shutting it down.
+
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod outbox;
+pub mod server;
+pub mod session;
+pub mod view;
+pub mod ws;

@@ -1,0 +1,151 @@
+//! Wiring: builds the bus, the hub and the router from a [`Config`], runs
+//! the dispatcher (bus -> hub) and the retention sweeper, serves HTTP, and
+//! shuts down in order: stop accepting, close every WebSocket with 1001,
+//! wait for connection tasks up to a deadline.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::bus::memory::MemoryBus;
+use crate::bus::{Bus, Delivery};
+use crate::config::Config;
+use crate::http::{router, AppState, SharedState};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+/// Deliveries buffered between the in-memory bus and the dispatcher.
+const MEMORY_BUS_CAPACITY: usize = 8192;
+/// How often retention is swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// A running chatgate, for `main` and for tests.
+pub struct Server {
+    pub state: SharedState,
+    listener: TcpListener,
+    deliveries: mpsc::Receiver<Delivery>,
+}
+
+impl Server {
+    /// Builds everything; binds nothing but what `listener` already is.
+    pub async fn build(config: Config, listener: TcpListener) -> Result<Self, String> {
+        config.validate()?;
+        let secret = match &config.jwt_secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => dev_secret(),
+        };
+        let auth = Authenticator::new(&secret, config.jwt_public_key.as_deref())?;
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(config.hub(), config.max_connections, metrics.clone());
+        if config.bus.is_some() {
+            return Err("CHATGATE_BUS: only the in-memory bus is built in this version".into());
+        }
+        let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);
+        let state = Arc::new(AppState {
+            config,
+            auth,
+            hub,
+            bus: Bus::Memory(bus),
+            metrics,
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        Ok(Self {
+            state,
+            listener,
+            deliveries,
+        })
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Server {
+            state,
+            listener,
+            deliveries,
+        } = self;
+        let dispatcher = tokio::spawn(dispatch(state.hub.clone(), deliveries));
+        let sweeper = tokio::spawn(sweep(state.hub.clone(), state.shutdown.clone()));
+        let app = router(state.clone());
+        let shutdown = state.shutdown.clone();
+        let serve_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
+        .await;
+        state.tracker.close();
+        let deadline = Duration::from_secs(state.config.shutdown_secs);
+        if tokio::time::timeout(deadline, state.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open at the shutdown deadline");
+        }
+        dispatcher.abort();
+        sweeper.abort();
+        result
+    }
+}
+
+/// Feeds the hub in bus order.
+async fn dispatch(hub: Arc<Hub>, mut deliveries: mpsc::Receiver<Delivery>) {
+    while let Some(d) = deliveries.recv().await {
+        hub.dispatch(d.seq, &d.notification);
+    }
+}
+
+async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => hub.sweep(),
+        }
+    }
+}
+
+/// A random secret for dev mode, new at every start.
+fn dev_secret() -> Vec<u8> {
+    use rand::RngCore;
+    let mut key = vec![0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    key
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

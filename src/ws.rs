@@ -1,0 +1,291 @@
+//! `GET /ws`: one connection's life.
+//!
+//! Owns the handshake (token, Origin, `since`), the welcome frame, sending
+//! the backlog then the live queue, heartbeats and pings, the liveness and
+//! token-expiry deadlines, client frames (pong and close; over-long text
+//! closes with 1009) and every close the server decides, each with an
+//! error frame first. Routing and the slow-consumer rule are the hub's;
+//! this module only moves bytes, in one task per connection.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::SinkExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::Instrument;
+
+use crate::auth::{now_secs, Principal, Role};
+use crate::http::{authenticate, AppError, SharedState};
+use crate::hub::{AttachError, Attachment, Party};
+
+/// Largest client text frame accepted; longer ones close with 1009.
+pub const MAX_CLIENT_TEXT: usize = 4096;
+/// tungstenite's own message and frame limits: low, the server receives
+/// almost nothing (a bigger frame fails the read and closes the socket).
+const MAX_CLIENT_MESSAGE: usize = 64 << 10;
+/// Frames sent per flush when several are queued.
+const SEND_BATCH: usize = 64;
+
+/// Close codes the server uses.
+pub mod close {
+    pub const GOING_AWAY: u16 = 1001;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    pub const TOKEN_EXPIRED: u16 = 4001;
+}
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    access_token: Option<String>,
+    since: Option<String>,
+}
+
+pub async fn ws_handler(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let principal = match authenticate(
+        &state,
+        &headers,
+        q.access_token.as_deref(),
+        &[Role::Agent, Role::Customer, Role::Supervisor],
+    ) {
+        Ok(p) => p,
+        Err(e) => return AppError::Auth(e).into_response(),
+    };
+    if !origin_allowed(&state.config.allowed_origins, &headers) {
+        state.metrics.auth_rejects.inc("origin");
+        return AppError::Forbidden("origin not allowed".into()).into_response();
+    }
+    let party = party_of(&principal);
+    let attachment = match state.hub.attach(&party, q.since.as_deref()) {
+        Ok(a) => a,
+        Err(e @ AttachError::NotTheCustomer) => {
+            state.metrics.auth_rejects.inc("not_the_customer");
+            return AppError::Forbidden(e.to_string()).into_response();
+        }
+        Err(e @ AttachError::Full) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+        }
+    };
+    state
+        .metrics
+        .connections_opened
+        .inc(principal.role.as_str());
+    let span = tracing::info_span!("conn", role = principal.role.as_str(), sub = %principal.sub,
+        session = principal.session.as_deref().unwrap_or(""));
+    ws.read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| {
+            let tracker = state.tracker.clone();
+            tracker.track_future(
+                Connection::new(socket, attachment, principal, state)
+                    .run()
+                    .instrument(span),
+            )
+        })
+}
+
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        // Browsers always send Origin; a client without one is not a
+        // cross-site page.
+        None => true,
+        Some(origin) => allowed.iter().any(|a| a.trim_end_matches('/') == origin),
+    }
+}
+
+fn party_of(p: &Principal) -> Party {
+    match p.role {
+        Role::Customer => Party::Customer {
+            session: p.session.clone().unwrap_or_default(),
+            participant: p.sub.clone(),
+        },
+        Role::Supervisor => Party::Supervisor,
+        _ => Party::Agent(p.sub.clone()),
+    }
+}
+
+/// Why the connection ends.
+enum End {
+    /// The peer closed or vanished: nothing to send.
+    Peer,
+    /// The server closes, with an error frame first (unless going away).
+    Close(u16, &'static str),
+}
+
+struct Connection {
+    socket: WebSocket,
+    attachment: Attachment,
+    principal: Principal,
+    state: SharedState,
+    write_timeout: Duration,
+}
+
+impl Connection {
+    fn new(
+        socket: WebSocket,
+        attachment: Attachment,
+        principal: Principal,
+        state: SharedState,
+    ) -> Self {
+        let write_timeout = Duration::from_secs(state.config.write_timeout_secs);
+        Self {
+            socket,
+            attachment,
+            principal,
+            state,
+            write_timeout,
+        }
+    }
+
+    async fn run(mut self) {
+        let end = self.serve().await;
+        let code = match end {
+            End::Peer => "peer".to_string(),
+            End::Close(code, reason) => {
+                self.close(code, reason).await;
+                code.to_string()
+            }
+        };
+        tracing::debug!(code, "connection closed");
+        self.state.metrics.connections_closed.inc(&code);
+    }
+
+    async fn serve(&mut self) -> End {
+        let welcome = json!({
+            "type": "welcome",
+            "role": self.principal.role,
+            "sub": self.principal.sub,
+            "resumed": self.attachment.resumed,
+        });
+        if !self.send_text(welcome.to_string().into()).await {
+            return End::Peer;
+        }
+        let backlog = std::mem::take(&mut self.attachment.backlog);
+        for chunk in backlog.chunks(SEND_BATCH) {
+            if !self.send_batch(chunk.iter().cloned()).await {
+                return End::Peer;
+            }
+        }
+        self.live().await
+    }
+
+    async fn live(&mut self) -> End {
+        let cfg = &self.state.config;
+        let heartbeat_every = Duration::from_secs(cfg.heartbeat_secs.max(1));
+        let pong_timeout = Duration::from_secs(cfg.pong_timeout_secs.max(1));
+        let expires = token_deadline(self.principal.exp);
+        let shutdown = self.state.shutdown.clone();
+        let mut heartbeat =
+            tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+        let mut pong_deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return End::Close(close::GOING_AWAY, "server shutting down"),
+                () = sleep_until(expires) => return End::Close(close::TOKEN_EXPIRED, "token expired"),
+                () = sleep_until(pong_deadline.unwrap_or_else(far_future)), if pong_deadline.is_some() => {
+                    tracing::debug!("no pong in time");
+                    return End::Peer;
+                }
+                frame = self.attachment.inbox.recv() => {
+                    let Some(frame) = frame else {
+                        return if self.attachment.inbox.overflowed() {
+                            End::Close(close::TRY_AGAIN_LATER, "slow consumer: resume with since")
+                        } else {
+                            End::Close(close::INTERNAL, "stream ended")
+                        };
+                    };
+                    let mut batch = vec![frame];
+                    while batch.len() < SEND_BATCH {
+                        match self.attachment.inbox.try_recv() {
+                            Some(f) => batch.push(f),
+                            None => break,
+                        }
+                    }
+                    if !self.send_batch(batch.into_iter()).await {
+                        return End::Peer;
+                    }
+                }
+                msg = self.socket.recv() => match msg {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End::Peer,
+                    Some(Ok(Message::Text(t))) if t.len() > MAX_CLIENT_TEXT => {
+                        return End::Close(close::TOO_BIG, "client text frames are limited to 4 KiB");
+                    }
+                    Some(Ok(Message::Pong(_))) => pong_deadline = None,
+                    // Pings are answered by the library; other frames are ignored.
+                    Some(Ok(_)) => {}
+                },
+                _ = heartbeat.tick() => {
+                    let beat = Utf8Bytes::from_static(r#"{"type":"heartbeat"}"#);
+                    if !self.send_batch([beat].into_iter()).await
+                        || !self.send_message(Message::Ping(Default::default())).await
+                    {
+                        return End::Peer;
+                    }
+                    pong_deadline.get_or_insert(Instant::now() + pong_timeout);
+                }
+            }
+        }
+    }
+
+    async fn send_text(&mut self, text: Utf8Bytes) -> bool {
+        self.send_message(Message::Text(text)).await
+    }
+
+    async fn send_message(&mut self, msg: Message) -> bool {
+        matches!(
+            timeout(self.write_timeout, self.socket.send(msg)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Writes several frames with one flush.
+    async fn send_batch(&mut self, frames: impl Iterator<Item = Utf8Bytes>) -> bool {
+        let socket = &mut self.socket;
+        let write = async move {
+            for f in frames {
+                socket.feed(Message::Text(f)).await?;
+            }
+            socket.flush().await
+        };
+        matches!(timeout(self.write_timeout, write).await, Ok(Ok(())))
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        if code != close::GOING_AWAY {
+            let err = json!({"type": "error", "code": code, "message": reason});
+            let _ = self.send_text(err.to_string().into()).await;
+        }
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = self.send_message(Message::Close(Some(frame))).await;
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+/// When a token that expires at `exp` (epoch seconds) runs out.
+fn token_deadline(exp: u64) -> Instant {
+    let left = exp.saturating_sub(now_secs());
+    Instant::now() + Duration::from_secs(left.min(86400 * 365))
+}

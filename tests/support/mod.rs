@@ -1,0 +1,291 @@
+//! Test fixtures: a real chatgate on 127.0.0.1:0, real WebSocket clients
+//! (tokio-tungstenite), a real HTTP client. Every receive has a timeout,
+//! so a failure fails instead of hanging.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chatgate::auth::{Authenticator, Role};
+use chatgate::config::Config;
+use chatgate::http::SharedState;
+use chatgate::server::Server;
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "test-secret-not-for-production";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: SharedState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Starts a chatgate with a fixed secret; `tune` adjusts the settings.
+pub async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
+    let mut config = Config::for_tests();
+    config.jwt_secret = Some(SECRET.into());
+    tune(&mut config);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::build(config, listener).await.unwrap();
+    let state = server.state.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        state,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+    }
+
+    /// Posts a body to the ingest with a service token.
+    pub async fn ingest(&self, body: &str, content_type: &str) -> (u16, Value) {
+        post(
+            &self.url("/upstream/events"),
+            &token(Role::Service, "upstream", None),
+            body,
+            content_type,
+        )
+        .await
+    }
+
+    /// Ingests notifications (as JSON values) and asserts they are accepted.
+    pub async fn ingest_ok(&self, items: &[Value]) {
+        let body = Value::Array(items.to_vec()).to_string();
+        let (status, reply) = self.ingest(&body, "application/json").await;
+        assert_eq!(status, 202, "ingest refused: {reply}");
+        assert_eq!(reply["accepted"], items.len());
+    }
+
+    pub async fn connect(&self, role: Role, sub: &str, sid: Option<&str>) -> Client {
+        Client::connect(self.addr, &token(role, sub, sid), None)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the hub has dispatched `seq` notifications.
+    pub async fn wait_dispatched(&self, seq: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.state.hub.last_seq() < seq {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hub did not reach {seq}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn token(role: Role, sub: &str, sid: Option<&str>) -> String {
+    Authenticator::new(SECRET.as_bytes(), None)
+        .unwrap()
+        .mint(role, sub, sid, 3600)
+}
+
+pub async fn post(url: &str, token: &str, body: &str, content_type: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client of `/ws`.
+pub struct Client {
+    pub ws: Ws,
+    pub welcome: Value,
+}
+
+/// What the server said when it closed.
+#[derive(Debug, PartialEq)]
+pub enum Closed {
+    Code(u16),
+    NoFrame,
+}
+
+impl Client {
+    /// Connects with `token` in the Authorization header; `Err` carries the
+    /// HTTP status of a refused handshake.
+    pub async fn connect(
+        addr: SocketAddr,
+        token: &str,
+        since: Option<&str>,
+    ) -> Result<Client, u16> {
+        let mut url = format!("ws://{addr}/ws");
+        if let Some(s) = since {
+            url.push_str(&format!("?since={s}"));
+        }
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        Self::connect_request(req).await
+    }
+
+    pub async fn connect_request(
+        req: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Client, u16> {
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await {
+            Ok(Ok((ws, _))) => {
+                let mut c = Client {
+                    ws,
+                    welcome: Value::Null,
+                };
+                let w = c.next_json().await.expect("welcome frame");
+                assert_eq!(w["type"], "welcome", "first frame must be welcome: {w}");
+                c.welcome = w;
+                Ok(c)
+            }
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
+                Err(resp.status().as_u16())
+            }
+            Ok(Err(e)) => panic!("connect failed: {e}"),
+            Err(_) => panic!("connect timed out"),
+        }
+    }
+
+    /// The next text frame (heartbeats included), or `None` on close.
+    pub async fn next_json(&mut self) -> Option<Value> {
+        self.next_json_within(WAIT).await.expect("no frame in time")
+    }
+
+    /// `Err` on timeout, `Ok(None)` when the stream closed.
+    pub async fn next_json_within(&mut self, d: Duration) -> Result<Option<Value>, ()> {
+        loop {
+            let msg = tokio::time::timeout(d, self.ws.next())
+                .await
+                .map_err(|_| ())?;
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(Some(serde_json::from_str(&t).unwrap())),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(None),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next notification frame, skipping heartbeats.
+    pub async fn next_notification(&mut self) -> Value {
+        loop {
+            let f = self
+                .next_json()
+                .await
+                .expect("stream closed while waiting for a notification");
+            if f["type"] == "notification" {
+                return f;
+            }
+            assert_eq!(f["type"], "heartbeat", "unexpected frame {f}");
+        }
+    }
+
+    /// Collects `n` notification frames.
+    pub async fn notifications(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next_notification().await);
+        }
+        out
+    }
+
+    /// Asserts that no notification arrives within `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.next_json_within(left).await {
+                Err(()) => return,
+                Ok(Some(f)) if f["type"] == "heartbeat" => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the close frame; returns its code, and the error frame
+    /// seen before it, if any.
+    pub async fn until_close(&mut self) -> (Closed, Option<Value>) {
+        let mut error = None;
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("no close in time")
+            {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "error" {
+                        error = Some(v);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return (
+                        frame.map_or(Closed::NoFrame, |f| Closed::Code(u16::from(f.code))),
+                        error,
+                    )
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return (Closed::NoFrame, error),
+            }
+        }
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.ws.send(Message::Text(text.into())).await.unwrap();
+    }
+}
+
+/// Close codes as numbers, for assertions.
+pub fn code(c: CloseCode) -> u16 {
+    u16::from(c)
+}
+
+/// Loads a notification sample from `proto-samples/`.
+pub fn sample(name: &str) -> Value {
+    let path = format!("{}/proto-samples/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
