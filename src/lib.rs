@@ -13,6 +13,7 @@
 //! - [`auth`]: JWT verification and minting.
 //! - [`http`]: the router, shared state, errors as responses.
 //! - [`config`]: every setting, with defaults.
+//! - [`load`]: the load generator (`chatgate load`).
 //! - [`metrics`]: counters rendered for Prometheus.
 //! - [`server`]: wiring it together and shutting it down.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod ingest;
+pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod outbox;

@@ -1,26 +1,48 @@
-//! The `chatgate` binary: parses settings, sets up logging, binds, runs.
+//! The `chatgate` binary: parses settings, sets up logging, binds, runs;
+//! or, as `chatgate load ...`, runs the load generator against a server.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use chatgate::config::{Config, LogFormat};
+use chatgate::load::LoadCommand;
 use chatgate::server::{shutdown_signal, Server};
 
 #[derive(Parser)]
 #[command(
     name = "chatgate",
     version,
-    about = "WebSocket notification gateway for contact-center chat"
+    about = "WebSocket notification gateway for contact-center chat",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
+    /// Without a command, chatgate serves.
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load generator: drives a running chatgate (or chatgate-bare) over real sockets.
+    #[command(subcommand)]
+    Load(LoadCommand),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Load(load)) = cli.command {
+        return match chatgate::load::run(load).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("chatgate load: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     init_tracing(cli.config.log_format);
     match serve(cli.config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -28,6 +28,11 @@ pub const MAX_CLIENT_TEXT: usize = 4096;
 /// tungstenite's own message and frame limits: low, the server receives
 /// almost nothing (a bigger frame fails the read and closes the socket).
 const MAX_CLIENT_MESSAGE: usize = 64 << 10;
+/// tungstenite's read buffer (default 128 KiB, zero-filled, so resident):
+/// the server reads almost nothing, pongs and closes.
+pub const READ_BUFFER: usize = 4096;
+/// Bytes of frames gathered before a write to the socket.
+pub const WRITE_BUFFER: usize = 4096;
 /// Frames sent per flush when several are queued.
 const SEND_BATCH: usize = 64;
 
@@ -82,8 +87,8 @@ pub async fn ws_handler(
         .inc(principal.role.as_str());
     let span = tracing::info_span!("conn", role = principal.role.as_str(), sub = %principal.sub,
         session = principal.session.as_deref().unwrap_or(""));
-    ws.read_buffer_size(4096)
-        .write_buffer_size(4096)
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(1 << 20)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
