@@ -5,6 +5,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY proto-samples ./proto-samples
+COPY web ./web
 RUN cargo build --release --locked --bin chatgate \
  && strip target/release/chatgate
 

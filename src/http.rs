@@ -130,7 +130,8 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .merge(crate::web::router());
     if state.config.dev_mode() {
         router = router.route("/dev/token", get(dev_token));
     }

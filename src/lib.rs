@@ -16,6 +16,7 @@
 //! - [`load`]: the load generator (`chatgate load`).
 //! - [`metrics`]: counters rendered for Prometheus.
 //! - [`server`]: wiring it together and shutting it down.
+//! - [`web`]: the agent desktop and customer widget pages.
 
 pub mod auth;
 pub mod bus;
@@ -30,4 +31,5 @@ pub mod outbox;
 pub mod server;
 pub mod session;
 pub mod view;
+pub mod web;
 pub mod ws;

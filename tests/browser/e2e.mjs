@@ -1,0 +1,481 @@
+// End-to-end tests of the agent desktop (/) and the customer widget
+// (/widget) in headless Chromium, against a running chatgate in dev mode.
+//
+//   node e2e.mjs <base-url> [scenario ...]
+//
+// Scenarios: seed (the seed's consult fed through the ingest), consult
+// (customer, agent and consultant through the engine's operations, with a
+// transfer), reconnect (cut sockets; nothing lost or doubled). Without a
+// name, all run. Prints one line per scenario and "N passed, N failed";
+// exits non-zero on any failure, or when Chromium or playwright-core is
+// missing (a test that cannot run must not pass).
+//
+// CHATGATE_SCREENSHOTS=<dir>: where the consult scenario writes
+// agent-desktop.png and customer-widget.png (default: a temporary folder).
+// CHATGATE_CHROMIUM: the browser binary (default /usr/bin/chromium).
+
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = process.env.CHATGATE_CHROMIUM || "/usr/bin/chromium";
+const WAIT_MS = 20_000;
+
+const TESTNAME = "5e101708f14442c7ab79814bb4f799b2";
+const AGENT2 = "e2c90c960d3d40c79684818983ceb314";
+
+/* ---------- harness ---------- */
+
+function fail(message) {
+  throw new Error(message);
+}
+
+function check(cond, message) {
+  if (!cond) fail(message);
+}
+
+function sample(name) {
+  return JSON.parse(readFileSync(join(here, "..", "..", "proto-samples", name), "utf8"));
+}
+
+/** Chromium as the project runs it: headless, no sandbox, nothing phoning home. */
+async function launch() {
+  let chromium;
+  try {
+    ({ chromium } = await import("playwright-core"));
+  } catch (e) {
+    fail(`playwright-core is not installed (run npm ci in tests/browser): ${e.message}`);
+  }
+  check(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (apt-get install chromium)`);
+  // launch() gives every run a fresh temporary user-data-dir of its own.
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+}
+
+/** Records everything the page ever rendered as text, for privacy checks. */
+function recordRenderedText() {
+  window.__shown = [];
+  const take = (s) => s && window.__shown.push(s);
+  new MutationObserver((mutations) => {
+    for (const m of mutations) {
+      if (m.type === "characterData") take(m.target.data);
+      else if (m.type === "attributes") take(m.target.getAttribute(m.attributeName));
+      for (const n of m.addedNodes) take(n.textContent);
+    }
+  }).observe(document, {
+    subtree: true, childList: true, characterData: true,
+    attributes: true, attributeFilter: ["aria-label", "title", "placeholder"],
+  });
+}
+
+/** A page in a context of its own (its own storage, as a separate person). */
+async function openPage(browser, url, { viewport = { width: 1360, height: 820 }, init } = {}) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  await page.addInitScript(recordRenderedText);
+  if (init) await page.addInitScript(init.fn, init.arg);
+  const frames = [];
+  page.on("websocket", (ws) => ws.on("framereceived", (f) => frames.push(String(f.payload))));
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(url);
+  return { page, context, frames, errors };
+}
+
+/** The transcript as rendered: [{index, visibility, type, text}]. */
+function transcript(page) {
+  return page.$$eval("#transcript > li", (lis) => lis.map((li) => ({
+    index: li.dataset.index,
+    visibility: li.dataset.visibility,
+    type: li.dataset.type,
+    text: li.innerText.replace(/\s+/g, " ").trim(),
+  })));
+}
+
+async function waitLine(page, text) {
+  await page.locator("#transcript > li", { hasText: text }).first().waitFor();
+}
+
+async function waitText(page, selector, text) {
+  await page.waitForFunction(
+    ([sel, t]) => document.querySelector(sel)?.textContent.includes(t),
+    [selector, text],
+  );
+}
+
+async function waitEmpty(page, selector) {
+  await page.waitForFunction((sel) => document.querySelector(sel)?.textContent.trim() === "", selector);
+}
+
+async function api(base, method, path, { token, body } = {}) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  check(res.ok, `${method} ${path}: HTTP ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function devToken(base, role, sub, sid) {
+  const q = new URLSearchParams({ role, sub });
+  if (sid) q.set("sid", sid);
+  return (await api(base, "GET", `/dev/token?${q}`)).token;
+}
+
+/** Signs a desktop in as a demo agent, with the keyboard. */
+async function signInAsDemo(page, userId) {
+  const pick = page.locator(`button[data-agent="${userId}"]`);
+  await pick.focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#conn[data-state=live]").waitFor();
+}
+
+/** Signs a desktop in by typing an agent id into the dev-mode form. */
+async function signInById(page, userId) {
+  await page.fill("#demo-id", userId);
+  await page.press("#demo-id", "Enter");
+  await page.locator("#conn[data-state=live]").waitFor();
+}
+
+/** Signs a desktop in with a pasted token. */
+async function signInWithToken(page, token) {
+  await page.fill("#token-input", token);
+  await page.click("#token-form button[type=submit]");
+  await page.locator("#conn[data-state=live]").waitFor();
+}
+
+/** Types into the composer key by key (typing notifications go out), then Enter. */
+async function say(page, text, { audience } = {}) {
+  if (audience) await page.check(`input[name=audience][value=${audience}]`);
+  await page.locator("#composer-text").focus();
+  await page.keyboard.type(text, { delay: 5 });
+  await page.keyboard.press("Enter");
+  await waitLine(page, text);
+}
+
+function everything(p) {
+  return p.page.evaluate(() => window.__shown.join("\n") + "\n" + document.body.innerText);
+}
+
+/** Throws when the customer page shows, or was ever sent, one of `secrets`. */
+async function assertNeverShown(customer, secrets, when) {
+  const shown = await everything(customer);
+  const sent = customer.frames.join("\n");
+  for (const s of secrets) {
+    check(!shown.includes(s), `customer page rendered "${s}" ${when}`);
+    check(!sent.includes(s), `customer socket received "${s}" ${when}`);
+  }
+}
+
+/** Typing notifications of others among raw frames. */
+function othersTyping(frames, selfId) {
+  const out = [];
+  for (const raw of frames) {
+    let f;
+    try {
+      f = JSON.parse(raw);
+    } catch {
+      continue;
+    }
+    for (const m of f?.data?.messages || []) {
+      if (/^Typing/.test(m.type) && m.from?.participantId !== selfId) out.push(raw);
+    }
+  }
+  return out;
+}
+
+async function screenshot(p, name) {
+  const dir = resolve(process.env.CHATGATE_SCREENSHOTS || join(tmpdir(), "chatgate-screenshots"));
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, name);
+  await p.page.screenshot({ path });
+  console.log(`  screenshot: ${path}`);
+}
+
+function noPageErrors(...pages) {
+  for (const p of pages) check(p.errors.length === 0, `page errors: ${p.errors.join("; ")}`);
+}
+
+/** The ids of notification frames a page's stream took in, checked for doubles. */
+async function assertNoDoubledFrames(p, label) {
+  const ids = await p.page.evaluate(() => (window.chatgateDesk?.stream || window.chatgateWidget?.stream).received);
+  const plain = ids.filter((id) => !String(id).includes(":"));
+  // A snapshot after a non-resumed reconnect may repeat ids on purpose;
+  // every reconnect in these tests must resume, so any repeat is a double.
+  check(new Set(plain).size === plain.length, `${label}: a notification id arrived twice: ${plain.join(",")}`);
+}
+
+/* ---------- scenarios ---------- */
+
+/**
+ * The seed's consult, fed through the ingest as any chat server would:
+ * the agent desktops mark the consultant and agent-only lines, the widget
+ * never sees them.
+ */
+async function seedScenario(browser, base) {
+  const SID = "0002EaAY01MT007C";
+  const pu = sample("consult-participants-updated.json");
+  const [customerP, agent2P, testnameP] = pu.facebooksession.participants;
+  const before = structuredClone(pu);
+  before.facebooksession.participants = [customerP, testnameP];
+  const msg = (index, from, visibility, text, type = "Text") => ({
+    notificationType: "NewMessages", messageType: "MessageLogUpdated",
+    facebooksessionPath: `/facebooksessions/${SID}`,
+    messages: [{ index, type, from, visibility, text, timestamp: "2015-10-20T16:14:41.000+0300", timestampSeconds: 1445346881 }],
+  });
+  const service = await devToken(base, "service", "e2e-upstream");
+  const ingest = (items) => api(base, "POST", "/upstream/events", { token: service, body: items });
+
+  await ingest([before, msg(1, customerP, "All", "Hello, I have a question"), msg(2, testnameP, "All", "Hi Vitaliy, how can I help?")]);
+
+  const customerToken = await devToken(base, "customer", customerP.id, SID);
+  const chat = { sessionId: SID, participantId: customerP.participantId, token: customerToken };
+  const customer = await openPage(browser, `${base}/widget`, {
+    viewport: { width: 420, height: 760 },
+    init: { fn: (c) => sessionStorage.getItem("chatgate.widget.chat") || sessionStorage.setItem("chatgate.widget.chat", c), arg: JSON.stringify(chat) },
+  });
+  const agent = await openPage(browser, `${base}/`);
+  await signInById(agent.page, TESTNAME);
+  await waitLine(agent.page, "Hi Vitaliy");
+  await waitLine(customer.page, "Hi Vitaliy");
+
+  // The consult: Agent2 joins for agents only, says something, types.
+  await ingest([pu, sample("consult-new-messages.json"), msg(5, agent2P, "Agents", "Seed secret: refund approved"),
+    msg(6, agent2P, "Agents", undefined, "TypingStarted")]);
+  await waitLine(agent.page, "Seed secret");
+  const lines = await transcript(agent.page);
+  const secret = lines.find((l) => l.text.includes("Seed secret"));
+  check(secret.visibility === "Agents" && /agents only/i.test(secret.text), `agent-only line not marked: ${JSON.stringify(secret)}`);
+  const chip = agent.page.locator("#participants li", { hasText: "Agent2" });
+  await chip.waitFor();
+  check(/agents only/i.test(await chip.innerText()), "the consultant's chip is not marked agents only");
+  await waitText(agent.page, "#typing", "Agent2 is typing… (agents only)");
+
+  // The customer meanwhile: a visible line after the consult still arrives,
+  // numbered without a gap; nothing of the consult ever does.
+  await ingest([msg(7, testnameP, "All", "Thanks for waiting")]);
+  await waitLine(customer.page, "Thanks for waiting");
+  await assertNeverShown(customer, ["Agent2", "Seed secret", "typing"], "during the seed consult");
+  const seen = await transcript(customer.page);
+  check(JSON.stringify(seen.map((l) => l.index)) === JSON.stringify(["1", "2", "3"]),
+    `customer indices not 1,2,3: ${JSON.stringify(seen)}`);
+  noPageErrors(customer, agent);
+  await customer.context.close();
+  await agent.context.close();
+}
+
+/**
+ * The whole consult through the engine, by three people: the customer
+ * starts a chat, the agent answers, consults Agent2, both talk and type
+ * for agents only, the agent transfers to Agent2.
+ */
+async function consultScenario(browser, base) {
+  const customer = await openPage(browser, `${base}/widget`, { viewport: { width: 420, height: 760 } });
+  const agent = await openPage(browser, `${base}/`);
+  const consultant = await openPage(browser, `${base}/`);
+  await signInAsDemo(agent.page, TESTNAME);
+  await signInWithToken(consultant.page, await devToken(base, "agent", AGENT2));
+
+  // The customer starts a chat, with the keyboard only.
+  await customer.page.locator("#nickname").focus();
+  await customer.page.keyboard.type("Vitaliy");
+  await customer.page.keyboard.press("Tab");
+  await customer.page.keyboard.type("Hello, my parcel has not arrived");
+  await customer.page.keyboard.press("Tab");
+  await customer.page.keyboard.press("Enter");
+  await waitLine(customer.page, "my parcel has not arrived");
+  await customer.page.locator("#conn[data-state=live]").waitFor();
+
+  // It is routed to TestName, whose desktop shows and selects it.
+  await waitLine(agent.page, "my parcel has not arrived");
+  await waitText(agent.page, "#conv-title", "Vitaliy");
+  await waitText(customer.page, "#widget-sub", "TestName");
+
+  // Visible typing and answer reach the customer.
+  await agent.page.locator("#composer-text").focus();
+  await agent.page.keyboard.type("Hi Vitaliy", { delay: 5 });
+  await waitText(customer.page, "#typing", "TestName is typing");
+  await agent.page.keyboard.type(", let me check that for you.");
+  await agent.page.keyboard.press("Enter");
+  await waitLine(customer.page, "let me check that for you");
+  await waitEmpty(customer.page, "#typing");
+  await say(customer.page, "Thank you!");
+  await waitLine(agent.page, "Thank you!");
+  const framesMark = customer.frames.length;
+  const shownMark = await customer.page.evaluate(() => window.__shown.length);
+
+  // Consult Agent2 through the picker.
+  await agent.page.selectOption("#target", `/users/${AGENT2}`);
+  await agent.page.click("#target-ops [data-op=Consult]");
+  await waitText(agent.page, "#op-result", "Consult: done");
+  await waitLine(consultant.page, "my parcel has not arrived");
+  const chip = agent.page.locator("#participants li", { hasText: "Agent2" });
+  await chip.waitFor();
+  check(/agents only/i.test(await chip.innerText()), "the consultant is not marked agents only on the agent's desktop");
+  check(await consultant.page.isDisabled("input[name=audience][value=All]"),
+    "a consultant can pick 'Customer and agents'");
+
+  // Agent-only talk and typing, both ways.
+  await say(agent.page, "Can you take this one? Parcel lost, refund case.", { audience: "Agents" });
+  await waitLine(consultant.page, "Parcel lost, refund case");
+  const line = (await transcript(consultant.page)).find((l) => l.text.includes("Parcel lost"));
+  check(line.visibility === "Agents" && /agents only/i.test(line.text), `agent-only line not marked: ${JSON.stringify(line)}`);
+  await consultant.page.locator("#composer-text").focus();
+  await consultant.page.keyboard.type("Sure, I know the courier", { delay: 5 });
+  await waitText(agent.page, "#typing", "Agent2 is typing… (agents only)");
+  await consultant.page.keyboard.press("Enter");
+  await waitLine(agent.page, "I know the courier");
+  await waitEmpty(agent.page, "#typing");
+  await agent.page.locator("#composer-text").focus();
+  await agent.page.keyboard.type("Great, transferring", { delay: 5 });
+  await waitText(consultant.page, "#typing", "TestName is typing… (agents only)");
+
+  // Mid-consult: the pictures for the README.
+  await screenshot(agent, "agent-desktop.png");
+  await say(customer.page, "Is anyone there?");
+  await waitLine(agent.page, "Is anyone there?");
+  await waitLine(consultant.page, "Is anyone there?");
+  await screenshot(customer, "customer-widget.png");
+
+  // Before the transfer the customer saw none of it.
+  const secrets = ["Parcel lost, refund case", "I know the courier", "Great, transferring"];
+  await assertNeverShown(customer, [...secrets, "Agent2", AGENT2], "before the transfer");
+  const shownSince = await customer.page.evaluate(
+    (n) => `${window.__shown.slice(n).join("\n")}\n${document.body.innerText}`, shownMark);
+  check(!/typing/i.test(shownSince), "the customer's page showed typing during the consult");
+  const self = await customer.page.evaluate(() => window.chatgateWidget.chat.participantId);
+  const typing = othersTyping(customer.frames.slice(framesMark), self);
+  check(typing.length === 0, `the customer was sent typing during the consult: ${typing.join("; ")}`);
+
+  // The agent transfers to the consultant.
+  await agent.page.fill("#composer-text", "");
+  await agent.page.selectOption("#target", `/users/${AGENT2}`);
+  await agent.page.click("#target-ops [data-op=Transfer]");
+  await waitText(customer.page, "#widget-sub", "Agent2");
+  await waitText(agent.page, "#session-list", "you left");
+  await consultant.page.waitForFunction(() => !document.querySelector("input[name=audience][value=All]").disabled);
+  await say(consultant.page, "Hello Vitaliy, I am taking over.", { audience: "All" });
+  await waitLine(customer.page, "I am taking over");
+  check((await everything(customer)).includes("Agent2"), "the customer does not see the consultant after the transfer");
+  await assertNeverShown(customer, secrets, "after the transfer");
+
+  // The customer's transcript is the agent-visible lines and nothing else.
+  const mine = (await transcript(customer.page)).map((l) => l.index);
+  check(JSON.stringify(mine) === JSON.stringify(mine.map((_, i) => String(i + 1))), `customer indices have gaps: ${mine}`);
+  noPageErrors(customer, agent, consultant);
+  for (const p of [customer, agent, consultant]) await p.context.close();
+}
+
+/** Lines a page shows, as text, in order. */
+async function lineTexts(page) {
+  return (await transcript(page)).map((l) => `${l.index}|${l.text}`);
+}
+
+/**
+ * Cut sockets: what happens while a page is offline arrives once it is
+ * back (resumed with since), and nothing arrives twice.
+ */
+async function reconnectScenario(browser, base) {
+  const customer = await openPage(browser, `${base}/widget`, { viewport: { width: 420, height: 760 } });
+  const agent = await openPage(browser, `${base}/`);
+  await signInAsDemo(agent.page, TESTNAME);
+  await customer.page.fill("#nickname", "Ana");
+  await customer.page.fill("#first-message", "Hi, is my order shipped?");
+  await customer.page.click("#start button[type=submit]");
+  await waitLine(agent.page, "is my order shipped");
+  await say(agent.page, "Let me look.");
+  await waitLine(customer.page, "Let me look.");
+
+  // The customer's socket is cut and held down; the agent talks meanwhile.
+  await customer.page.evaluate(() => window.chatgateWidget.stream.cut({ hold: true }));
+  await customer.page.locator("#conn[data-state=reconnecting]").waitFor();
+  const missed = ["It shipped yesterday.", "Tracking number 1Z999.", "Anything else?"];
+  for (const m of missed) await say(agent.page, m, { audience: "All" });
+  await say(agent.page, "Agents-only note while the customer is away", { audience: "Agents" });
+  await customer.page.evaluate(() => window.chatgateWidget.stream.release());
+  await customer.page.locator("#conn[data-state=live]").waitFor();
+  await waitLine(customer.page, "Anything else?");
+  const resumed = await customer.page.evaluate(() => window.chatgateWidget.stream.welcomes.map((w) => w.resumed));
+  check(JSON.stringify(resumed) === "[false,true]", `customer welcomes: ${resumed}`);
+  const visible = (await transcript(agent.page)).filter((l) => l.visibility === "All").map((l) => l.text.replace(/^\S+ /, ""));
+  const seen = await transcript(customer.page);
+  check(seen.length === visible.length, `customer has ${seen.length} lines, the visible log ${visible.length}: ${JSON.stringify(seen)}`);
+  check(JSON.stringify(seen.map((l) => l.index)) === JSON.stringify(seen.map((_, i) => String(i + 1))), `customer lines out of order: ${JSON.stringify(seen)}`);
+  for (const m of missed) check(seen.filter((l) => l.text.includes(m)).length === 1, `"${m}" is not on the customer's page exactly once`);
+  await assertNoDoubledFrames(customer, "customer");
+  await assertNeverShown(customer, ["Agents-only note"], "across the reconnect");
+
+  // The agent's socket is cut; the customer talks meanwhile.
+  const agentBefore = await lineTexts(agent.page);
+  await agent.page.evaluate(() => window.chatgateDesk.stream.cut({ hold: true }));
+  await agent.page.locator("#conn[data-state=reconnecting]").waitFor();
+  const said = ["No, that is all.", "Thanks a lot!"];
+  for (const m of said) await say(customer.page, m);
+  await agent.page.evaluate(() => window.chatgateDesk.stream.release());
+  await agent.page.locator("#conn[data-state=live]").waitFor();
+  await waitLine(agent.page, "Thanks a lot!");
+  const agentAfter = await lineTexts(agent.page);
+  check(JSON.stringify(agentAfter.slice(0, agentBefore.length)) === JSON.stringify(agentBefore), "the agent's earlier lines changed");
+  check(agentAfter.length === agentBefore.length + said.length, `agent lines: ${JSON.stringify(agentAfter)}`);
+  const agentResumed = await agent.page.evaluate(() => window.chatgateDesk.stream.welcomes.map((w) => w.resumed));
+  check(JSON.stringify(agentResumed) === "[false,true]", `agent welcomes: ${agentResumed}`);
+  await assertNoDoubledFrames(agent, "agent");
+
+  // A reload starts over from the snapshot: the same lines, once each.
+  const customerLines = await lineTexts(customer.page);
+  await customer.page.reload();
+  await waitLine(customer.page, "Thanks a lot!");
+  check(JSON.stringify(await lineTexts(customer.page)) === JSON.stringify(customerLines),
+    "the customer's transcript differs after a reload");
+  noPageErrors(customer, agent);
+  await customer.context.close();
+  await agent.context.close();
+}
+
+/* ---------- main ---------- */
+
+const SCENARIOS = { seed: seedScenario, consult: consultScenario, reconnect: reconnectScenario };
+
+async function main() {
+  const base = (process.argv[2] || "").replace(/\/$/, "");
+  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(base)) {
+    console.error("usage: node e2e.mjs http://127.0.0.1:<port> [scenario ...]");
+    process.exit(2);
+  }
+  const names = process.argv.slice(3).length ? process.argv.slice(3) : Object.keys(SCENARIOS);
+  for (const n of names) check(SCENARIOS[n], `no scenario named ${n}`);
+  const browser = await launch();
+  let passed = 0;
+  let failed = 0;
+  try {
+    for (const name of names) {
+      try {
+        await SCENARIOS[name](browser, base);
+        console.log(`ok - ${name}`);
+        passed += 1;
+      } catch (e) {
+        console.log(`FAILED - ${name}: ${e.stack || e}`);
+        failed += 1;
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+  console.log(`browser: ${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(`e2e: ${e.message}`);
+  process.exit(2);
+});
