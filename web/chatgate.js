@@ -238,7 +238,7 @@ export class Stream {
     this.stopped = false;
     this.held = false;
     this.timer = null;
-    /** Every frame taken in, for the curious and for tests (bounded). */
+    /** Ids of the frames taken in, by connection number, for the curious and for tests (bounded). */
     this.received = [];
     this.welcomes = [];
   }
@@ -297,7 +297,7 @@ export class Stream {
         this.onWelcome(frame);
         this.onStatus("live", frame);
       } else if (frame.type === "notification") {
-        this.received.push(frame.id);
+        this.received.push({ conn: this.welcomes.length, id: String(frame.id) });
         if (this.received.length > 5000) this.received.splice(0, 1000);
         if (frame.id && !String(frame.id).includes(":")) this.lastId = String(frame.id);
         this.onNotification(frame.data, frame);

@@ -206,13 +206,28 @@ function noPageErrors(...pages) {
   for (const p of pages) check(p.errors.length === 0, `page errors: ${p.errors.join("; ")}`);
 }
 
-/** The ids of notification frames a page's stream took in, checked for doubles. */
+/**
+ * The ids a page's stream took in: after a resume, none that came before,
+ * none twice. (The frames of one snapshot may share an id: a customer's
+ * both carry the current one.)
+ */
 async function assertNoDoubledFrames(p, label) {
-  const ids = await p.page.evaluate(() => (window.chatgateDesk?.stream || window.chatgateWidget?.stream).received);
-  const plain = ids.filter((id) => !String(id).includes(":"));
-  // A snapshot after a non-resumed reconnect may repeat ids on purpose;
-  // every reconnect in these tests must resume, so any repeat is a double.
-  check(new Set(plain).size === plain.length, `${label}: a notification id arrived twice: ${plain.join(",")}`);
+  const got = await p.page.evaluate(() => (window.chatgateDesk?.stream || window.chatgateWidget?.stream).received);
+  const first = got.filter((r) => r.conn === 1).map((r) => r.id);
+  const later = got.filter((r) => r.conn > 1).map((r) => r.id);
+  check(later.length > 0, `${label}: nothing arrived after the reconnect`);
+  const seen = new Set(first);
+  for (const id of later) {
+    check(!seen.has(id), `${label}: notification ${id} arrived twice (before: ${first}; after: ${later})`);
+    seen.add(id);
+  }
+}
+
+/** One cut: the page connected twice, resumed the second time, took in no id twice. */
+async function assertResumedOnce(p, label) {
+  const resumed = await p.page.evaluate(() => (window.chatgateDesk?.stream || window.chatgateWidget?.stream).welcomes.map((w) => w.resumed));
+  check(JSON.stringify(resumed) === "[false,true]", `${label} welcomes (resumed): ${resumed}`);
+  await assertNoDoubledFrames(p, label);
 }
 
 /* ---------- scenarios ---------- */
@@ -269,6 +284,33 @@ async function seedScenario(browser, base) {
   const seen = await transcript(customer.page);
   check(JSON.stringify(seen.map((l) => l.index)) === JSON.stringify(["1", "2", "3"]),
     `customer indices not 1,2,3: ${JSON.stringify(seen)}`);
+
+  // The widget's socket is cut; what it missed arrives on resume, once.
+  await customer.page.evaluate(() => window.chatgateWidget.stream.cut({ hold: true }));
+  await customer.page.locator("#conn[data-state=reconnecting]").waitFor();
+  await ingest([msg(8, testnameP, "All", "Are you still there?"), msg(9, agent2P, "Agents", "Second secret"),
+    msg(10, testnameP, "All", "I will wait")]);
+  await waitLine(agent.page, "I will wait");
+  await customer.page.evaluate(() => window.chatgateWidget.stream.release());
+  await waitLine(customer.page, "I will wait");
+  const after = await transcript(customer.page);
+  check(JSON.stringify(after.map((l) => l.index)) === JSON.stringify(["1", "2", "3", "4", "5"]),
+    `customer lines after the cut: ${JSON.stringify(after)}`);
+  await assertResumedOnce(customer, "customer");
+  await assertNeverShown(customer, ["Second secret"], "after the cut");
+
+  // The desktop's socket is cut; the same.
+  const agentBefore = await lineTexts(agent.page);
+  await agent.page.evaluate(() => window.chatgateDesk.stream.cut({ hold: true }));
+  await agent.page.locator("#conn[data-state=reconnecting]").waitFor();
+  await ingest([msg(11, customerP, "All", "Yes, still here"), msg(12, agent2P, "Agents", "Third secret")]);
+  await waitLine(customer.page, "Yes, still here");
+  await agent.page.evaluate(() => window.chatgateDesk.stream.release());
+  await waitLine(agent.page, "Third secret");
+  const agentAfter = await lineTexts(agent.page);
+  check(JSON.stringify(agentAfter.slice(0, agentBefore.length)) === JSON.stringify(agentBefore) &&
+    agentAfter.length === agentBefore.length + 2, `agent lines after the cut: ${JSON.stringify(agentAfter)}`);
+  await assertResumedOnce(agent, "agent");
   noPageErrors(customer, agent);
   await customer.context.close();
   await agent.context.close();
@@ -405,14 +447,12 @@ async function reconnectScenario(browser, base) {
   await customer.page.evaluate(() => window.chatgateWidget.stream.release());
   await customer.page.locator("#conn[data-state=live]").waitFor();
   await waitLine(customer.page, "Anything else?");
-  const resumed = await customer.page.evaluate(() => window.chatgateWidget.stream.welcomes.map((w) => w.resumed));
-  check(JSON.stringify(resumed) === "[false,true]", `customer welcomes: ${resumed}`);
+  await assertResumedOnce(customer, "customer");
   const visible = (await transcript(agent.page)).filter((l) => l.visibility === "All").map((l) => l.text.replace(/^\S+ /, ""));
   const seen = await transcript(customer.page);
   check(seen.length === visible.length, `customer has ${seen.length} lines, the visible log ${visible.length}: ${JSON.stringify(seen)}`);
   check(JSON.stringify(seen.map((l) => l.index)) === JSON.stringify(seen.map((_, i) => String(i + 1))), `customer lines out of order: ${JSON.stringify(seen)}`);
   for (const m of missed) check(seen.filter((l) => l.text.includes(m)).length === 1, `"${m}" is not on the customer's page exactly once`);
-  await assertNoDoubledFrames(customer, "customer");
   await assertNeverShown(customer, ["Agents-only note"], "across the reconnect");
 
   // The agent's socket is cut; the customer talks meanwhile.
@@ -427,9 +467,7 @@ async function reconnectScenario(browser, base) {
   const agentAfter = await lineTexts(agent.page);
   check(JSON.stringify(agentAfter.slice(0, agentBefore.length)) === JSON.stringify(agentBefore), "the agent's earlier lines changed");
   check(agentAfter.length === agentBefore.length + said.length, `agent lines: ${JSON.stringify(agentAfter)}`);
-  const agentResumed = await agent.page.evaluate(() => window.chatgateDesk.stream.welcomes.map((w) => w.resumed));
-  check(JSON.stringify(agentResumed) === "[false,true]", `agent welcomes: ${agentResumed}`);
-  await assertNoDoubledFrames(agent, "agent");
+  await assertResumedOnce(agent, "agent");
 
   // A reload starts over from the snapshot: the same lines, once each.
   const customerLines = await lineTexts(customer.page);
