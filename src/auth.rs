@@ -1,9 +1,10 @@
 //! Authentication: JWT -> [`Principal`].
 //!
 //! Owns token verification (HS256 with the configured secret, and RS256 /
-//! ES256 with a configured PEM public key), the claims chatgate reads
-//! (`sub`, `role`, `sid`, `exp`), and minting (dev-mode tokens and the
-//! customer tokens the engine hands out). It never logs a token.
+//! ES256 with a configured PEM public key; optional `aud` and `iss` checks;
+//! a clock leeway), the claims chatgate reads (`sub`, `role`, `sid`, `exp`),
+//! and minting (dev-mode tokens and the customer tokens the engine hands
+//! out). It never logs a token.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -76,10 +77,34 @@ impl AuthError {
     }
 }
 
+/// Checks on top of the signature and `exp` (all off by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimChecks {
+    /// Required `aud` (one of the token's audiences).
+    pub audience: Option<String>,
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Seconds tolerated past `exp` and before `nbf`.
+    pub leeway_secs: u64,
+}
+
 /// Verifies and mints tokens.
 pub struct Authenticator {
     secret: Vec<u8>,
     public_key: Option<(DecodingKey, Algorithm)>,
+    checks: ClaimChecks,
+}
+
+/// What a minted token carries: the claims, plus `aud` and `iss` when the
+/// authenticator requires them (its own tokens must pass its own checks).
+#[derive(Serialize)]
+struct MintedClaims<'a> {
+    #[serde(flatten)]
+    claims: &'a Claims,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
 }
 
 impl Authenticator {
@@ -93,7 +118,19 @@ impl Authenticator {
         Ok(Self {
             secret: secret.to_vec(),
             public_key,
+            checks: ClaimChecks::default(),
         })
+    }
+
+    /// Adds `aud` / `iss` checks and a leeway.
+    pub fn with_checks(mut self, checks: ClaimChecks) -> Self {
+        self.checks = checks;
+        self
+    }
+
+    /// Seconds a token stays valid past its `exp`.
+    pub fn leeway_secs(&self) -> u64 {
+        self.checks.leeway_secs
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
@@ -107,14 +144,11 @@ impl Authenticator {
                 _ => return Err(AuthError::Invalid),
             },
         };
-        let mut validation = Validation::new(alg);
-        validation.leeway = 0;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = decode::<Claims>(token, &key, &validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-            _ => AuthError::Invalid,
-        })?;
+        let data =
+            decode::<Claims>(token, &key, &self.validation(alg)).map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })?;
         let c = data.claims;
         if c.role == Role::Customer && c.sid.as_deref().is_none_or(str::is_empty) {
             return Err(AuthError::NoSession);
@@ -127,6 +161,26 @@ impl Authenticator {
         })
     }
 
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.checks.leeway_secs;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &self.checks.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &self.checks.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
     /// Mints an HS256 token valid for `ttl_secs`.
     pub fn mint(&self, role: Role, sub: &str, sid: Option<&str>, ttl_secs: u64) -> String {
         let claims = Claims {
@@ -137,9 +191,14 @@ impl Authenticator {
         };
         // HS256 encoding of a serializable struct with a non-empty key
         // cannot fail.
+        let minted = MintedClaims {
+            claims: &claims,
+            aud: self.checks.audience.as_deref(),
+            iss: self.checks.issuer.as_deref(),
+        };
         encode(
             &Header::new(Algorithm::HS256),
-            &claims,
+            &minted,
             &EncodingKey::from_secret(&self.secret),
         )
         .unwrap_or_default()

@@ -44,6 +44,21 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_JWT_PUBLIC_KEY", hide_env_values = true)]
     pub jwt_public_key: Option<String>,
 
+    /// Required `aud` claim of every token (unset: not checked). Tokens
+    /// chatgate mints carry it.
+    #[arg(long, env = "CHATGATE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim of every token (unset: not checked). Tokens
+    /// chatgate mints carry it.
+    #[arg(long, env = "CHATGATE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Seconds a token stays valid past its `exp` (and before its `nbf`),
+    /// for clock skew with the token issuer. Streams close when it runs out.
+    #[arg(long, env = "CHATGATE_JWT_LEEWAY_SECS", default_value_t = 0)]
+    pub jwt_leeway_secs: u64,
+
     /// Bus: unset for the in-memory bus, or nats://host:port.
     #[arg(long, env = "CHATGATE_BUS")]
     pub bus: Option<String>,
@@ -111,6 +126,20 @@ pub struct Config {
     /// Maximum concurrent WebSocket connections.
     #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
+
+    /// Maximum concurrent WebSocket connections from one IP address, 0 for
+    /// no limit (behind a proxy, every client has the proxy's address).
+    #[arg(
+        long,
+        env = "CHATGATE_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 1000
+    )]
+    pub max_connections_per_address: usize,
+
+    /// Seconds a client has, from the TCP accept, to send a complete
+    /// request head (the WebSocket upgrade request included).
+    #[arg(long, env = "CHATGATE_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
 
     /// Maximum body of POST /upstream/events, in bytes.
     #[arg(long, env = "CHATGATE_INGEST_MAX_BYTES", default_value_t = 4 << 20)]

@@ -34,6 +34,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
+    /// Open WebSocket connections per client address (`limits`).
+    pub address_limiter: crate::limits::AddressLimiter,
     /// Cancelled on shutdown: connections close with 1001.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks, so shutdown can wait for them.
@@ -68,6 +70,8 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     TooManyRequests(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("the bus is unavailable")]
     Bus(#[from] BusError),
 }
@@ -81,6 +85,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -153,7 +158,7 @@ async fn readyz(State(state): State<SharedState>) -> Response {
 async fn metrics(State(state): State<SharedState>) -> Response {
     let open = state.hub.connections_by_role();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(&open),
     )
         .into_response()

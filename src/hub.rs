@@ -242,6 +242,7 @@ impl Hub {
             &audience,
             &agent_frame,
             customer_frame.as_ref(),
+            now,
         );
         self.metrics.notifications_dispatched.inc();
     }
@@ -253,11 +254,12 @@ impl Hub {
         audience: &[String],
         agent_frame: &Utf8Bytes,
         customer_frame: Option<&Utf8Bytes>,
+        at: Instant,
     ) {
         let metrics = &self.metrics;
         let offer = |conns: &mut HashMap<u64, Outbox>, frame: &Utf8Bytes, audience: &str| {
             conns.retain(|_, out| {
-                let ok = out.offer(frame);
+                let ok = out.offer(frame, at);
                 if ok {
                     metrics.frames_out(audience, frame.len());
                 } else {

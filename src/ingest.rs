@@ -6,6 +6,7 @@
 //! item and the reason. Accepted batches go to the bus like the engine's.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Role;
 use crate::http::{authenticate, AppError, SharedState};
+use crate::metrics::refusal;
 use crate::model::Notification;
 
 /// Why a batch was refused, naming the item (1-based).
@@ -63,9 +65,20 @@ pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<Vec<Notification>, Batch
 pub async fn post_events(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
     authenticate(&state, &headers, None, &[Role::Service])?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            state.metrics.refusals.inc(refusal::INGEST_TOO_LARGE);
+            AppError::PayloadTooLarge(format!(
+                "the body exceeds {} bytes (CHATGATE_INGEST_MAX_BYTES)",
+                state.config.ingest_max_bytes
+            ))
+        } else {
+            AppError::BadRequest(rejection.body_text())
+        }
+    })?;
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -11,6 +11,8 @@
 //! - [`ingest`]: `POST /upstream/events`.
 //! - [`bus`]: between upstreams and gateways (in-memory, NATS JetStream).
 //! - [`auth`]: JWT verification and minting.
+//! - [`limits`]: per-address connection limits.
+//! - [`listen`]: the HTTP listener (handshake timeout, graceful close).
 //! - [`http`]: the router, shared state, errors as responses.
 //! - [`config`]: every setting, with defaults.
 //! - [`load`]: the load generator (`chatgate load`).
@@ -24,6 +26,8 @@ pub mod config;
 pub mod http;
 pub mod hub;
 pub mod ingest;
+pub mod limits;
+pub mod listen;
 pub mod load;
 pub mod metrics;
 pub mod model;

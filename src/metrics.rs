@@ -1,45 +1,191 @@
-//! Process metrics, rendered in the Prometheus text format at `/metrics`.
+//! Process metrics, exposed at `/metrics` in the OpenMetrics text format
+//! (which Prometheus scrapes natively).
 //!
-//! Owns the counters and gauges every other module bumps. Counters are
-//! plain atomics (no locks on the fan-out path); rendering walks them once
-//! per scrape.
+//! Owns every counter, gauge and histogram other modules bump, and their
+//! rendering through `prometheus-client`. What the fan-out path touches
+//! (frames and bytes out, serializations, overflows, the latency histogram)
+//! is a plain atomic resolved once at start-up: no lock, no allocation, no
+//! label lookup per frame. Labelled families are bumped on rarer events
+//! (a connection opens or closes, a batch is published, a request is
+//! refused). Label values are fixed strings chosen by chatgate, never input.
 
-use std::fmt::Write;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::time::Duration;
 
-use std::collections::BTreeMap;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
 
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A monotonic counter (one atomic).
+#[derive(Debug, Clone, Default)]
+pub struct Counter(PromCounter);
 
 impl Counter {
     pub fn inc(&self) {
-        self.add(1);
+        self.0.inc();
     }
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.inc_by(n);
     }
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-/// Counters keyed by a label value (close code, role, source...).
-#[derive(Debug, Default)]
-pub struct LabeledCounter(Mutex<BTreeMap<String, u64>>);
+type Labels = [(&'static str, String); 1];
+
+/// Counters keyed by the value of one label (close code, role, source...).
+#[derive(Debug, Clone)]
+pub struct LabeledCounter {
+    label: &'static str,
+    family: Family<Labels, PromCounter>,
+}
 
 impl LabeledCounter {
-    pub fn inc(&self, label: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(label.to_owned()).or_default() += 1;
+    fn new(label: &'static str) -> Self {
+        Self {
+            label,
+            family: Family::default(),
+        }
     }
-    fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+
+    pub fn inc(&self, value: &str) {
+        self.add(value, 1);
+    }
+
+    pub fn add(&self, value: &str, n: u64) {
+        self.family
+            .get_or_create(&[(self.label, value.to_owned())])
+            .inc_by(n);
+    }
+
+    /// The count for `value` (0 if never counted).
+    pub fn get(&self, value: &str) -> u64 {
+        self.family
+            .get(&[(self.label, value.to_owned())])
+            .map_or(0, |c| c.get())
+    }
+
+    /// The counter for one label value, resolved once, for hot paths.
+    fn resolve(&self, value: &str) -> Counter {
+        Counter(
+            self.family
+                .get_or_create_owned(&[(self.label, value.to_owned())]),
+        )
     }
 }
 
-#[derive(Debug, Default)]
+/// Upper bounds (seconds) of the delivery latency buckets: 100 µs to 10 s.
+const LATENCY_BOUNDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A fixed-bucket histogram of durations made of atomics only, so that
+/// every connection task can observe without taking a lock.
+pub struct LatencyHistogram {
+    /// One per bound, plus the `+Inf` bucket (not cumulative).
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyHistogram")
+            .field("count", &self.count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let bucket = LATENCY_BOUNDS.partition_point(|bound| *bound < secs);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(self.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        // Bucket counts are read before the count, so the count is never
+        // below their sum (a concurrent observation may land in between).
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let count = self.count().max(buckets.iter().map(|b| b.1).sum());
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// Shares one [`LatencyHistogram`] between [`Metrics`] and its registry.
+#[derive(Debug, Clone, Default)]
+struct SharedHistogram(std::sync::Arc<LatencyHistogram>);
+
+impl EncodeMetric for SharedHistogram {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), fmt::Error> {
+        self.0.encode(encoder)
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Why a request or connection was refused by a limit (label values of
+/// `chatgate_refusals_total`).
+pub mod refusal {
+    /// `CHATGATE_MAX_CONNECTIONS` reached: HTTP 503.
+    pub const MAX_CONNECTIONS: &str = "max_connections";
+    /// `CHATGATE_MAX_CONNECTIONS_PER_ADDRESS` reached: HTTP 429.
+    pub const PER_ADDRESS: &str = "per_address";
+    /// No complete request head within `CHATGATE_HANDSHAKE_TIMEOUT_SECS`:
+    /// the TCP connection is closed.
+    pub const HANDSHAKE_TIMEOUT: &str = "handshake_timeout";
+    /// Ingest body over `CHATGATE_INGEST_MAX_BYTES`: HTTP 413.
+    pub const INGEST_TOO_LARGE: &str = "ingest_too_large";
+    /// Customer sessions created too fast from one address: HTTP 429.
+    pub const CUSTOMER_SESSION_RATE: &str = "customer_session_rate";
+    /// Session operations too fast for one agent: HTTP 429.
+    pub const OPERATION_RATE: &str = "operation_rate";
+}
+
+#[derive(Debug)]
 pub struct Metrics {
     pub notifications_in: LabeledCounter,
     pub notifications_dispatched: Counter,
@@ -53,12 +199,143 @@ pub struct Metrics {
     pub redeliveries_ignored: Counter,
     pub ingest_rejects: Counter,
     pub bus_publish_errors: Counter,
+    pub bus_reconnects: Counter,
     pub connections_opened: LabeledCounter,
     pub connections_closed: LabeledCounter,
     pub auth_rejects: LabeledCounter,
+    /// Refusals by a limit, by reason (see [`refusal`]).
+    pub refusals: LabeledCounter,
+    /// From the hub taking a notification off the bus to its frame being
+    /// written to a socket, per live frame.
+    pub delivery_latency: std::sync::Arc<LatencyHistogram>,
+    open_connections: Family<Labels, Gauge>,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("chatgate");
+        let open_connections = Family::<Labels, Gauge>::default();
+        registry.register(
+            "connections",
+            "Open WebSocket connections, by role",
+            open_connections.clone(),
+        );
+        let connections_opened = labeled(
+            &mut registry,
+            "connections_opened",
+            "WebSocket connections opened, by role",
+            "role",
+        );
+        let connections_closed = labeled(
+            &mut registry,
+            "connections_closed",
+            "WebSocket connections closed, by close code (peer: closed by the client or the network)",
+            "code",
+        );
+        let notifications_in = labeled(
+            &mut registry,
+            "notifications_in",
+            "Notifications accepted from upstream, by source",
+            "source",
+        );
+        let notifications_dispatched = counter(
+            &mut registry,
+            "notifications_dispatched",
+            "Notifications fanned out by this gateway",
+        );
+        let serializations = counter(
+            &mut registry,
+            "serializations",
+            "Live frame serializations: at most one per notification and audience, whatever the number of connections",
+        );
+        let frames_out = labeled(
+            &mut registry,
+            "frames_out",
+            "Live frames queued to connections, by audience",
+            "audience",
+        );
+        let bytes_out = counter(
+            &mut registry,
+            "bytes_out",
+            "Live frame bytes queued to connections",
+        );
+        let queue_overflows = counter(
+            &mut registry,
+            "queue_overflows",
+            "Connections closed as slow consumers (close code 1013)",
+        );
+        let resumes = labeled(
+            &mut registry,
+            "resumes",
+            "Reconnections with since, by result (hit: replayed; miss: snapshot)",
+            "result",
+        );
+        let redeliveries_ignored = counter(
+            &mut registry,
+            "redeliveries_ignored",
+            "Bus redeliveries ignored (already dispatched)",
+        );
+        let ingest_rejects = counter(
+            &mut registry,
+            "ingest_rejects",
+            "Upstream batches rejected as invalid (HTTP 400)",
+        );
+        let bus_publish_errors = counter(
+            &mut registry,
+            "bus_publish_errors",
+            "Publishes the bus did not acknowledge",
+        );
+        let bus_reconnects = counter(&mut registry, "bus_reconnects", "Reconnections to the bus");
+        let auth_rejects = labeled(
+            &mut registry,
+            "auth_rejects",
+            "Requests and handshakes refused by authentication or Origin, by reason",
+            "reason",
+        );
+        let refusals = labeled(
+            &mut registry,
+            "refusals",
+            "Requests and connections refused by an abuse limit, by reason",
+            "reason",
+        );
+        let delivery_latency = SharedHistogram::default();
+        registry.register_with_unit(
+            "delivery_latency",
+            "From the gateway taking a notification off the bus to its frame written to a socket",
+            Unit::Seconds,
+            delivery_latency.clone(),
+        );
+        Self {
+            notifications_in,
+            notifications_dispatched,
+            serializations,
+            agent_frames_out: frames_out.resolve("agent"),
+            customer_frames_out: frames_out.resolve("customer"),
+            bytes_out,
+            queue_overflows,
+            resume_hits: resumes.resolve("hit"),
+            resume_misses: resumes.resolve("miss"),
+            redeliveries_ignored,
+            ingest_rejects,
+            bus_publish_errors,
+            bus_reconnects,
+            connections_opened,
+            connections_closed,
+            auth_rejects,
+            refusals,
+            delivery_latency: delivery_latency.0,
+            open_connections,
+            registry,
+        }
+    }
+
     /// Counts one frame queued for a connection of `audience`.
     pub fn frames_out(&self, audience: &str, bytes: usize) {
         if audience == "customer" {
@@ -69,142 +346,123 @@ impl Metrics {
         self.bytes_out.add(bytes as u64);
     }
 
-    /// The Prometheus text exposition of every metric; `open` gives the
-    /// current connections by role.
+    /// The text exposition of every metric; `open` gives the current
+    /// connections by role.
     pub fn render(&self, open: &[(&str, usize)]) -> String {
+        for (role, n) in open {
+            let n = i64::try_from(*n).unwrap_or(i64::MAX);
+            self.open_connections
+                .get_or_create(&[("role", (*role).to_owned())])
+                .set(n);
+        }
         let mut out = String::new();
-        gauge_by(
-            &mut out,
-            "chatgate_connections",
-            "Open WebSocket connections by role.",
-            "role",
-            open.iter().map(|(r, n)| (r.to_string(), *n as u64)),
-        );
-        counter_by(
-            &mut out,
-            "chatgate_connections_opened_total",
-            "WebSocket connections opened, by role.",
-            "role",
-            self.connections_opened.snapshot(),
-        );
-        counter_by(
-            &mut out,
-            "chatgate_connections_closed_total",
-            "WebSocket connections closed, by close code.",
-            "code",
-            self.connections_closed.snapshot(),
-        );
-        counter_by(
-            &mut out,
-            "chatgate_notifications_in_total",
-            "Notifications accepted from upstream, by source.",
-            "source",
-            self.notifications_in.snapshot(),
-        );
-        counter(
-            &mut out,
-            "chatgate_notifications_dispatched_total",
-            "Notifications fanned out by this gateway.",
-            self.notifications_dispatched.get(),
-        );
-        counter(
-            &mut out,
-            "chatgate_serializations_total",
-            "Frame serializations (one per notification and audience).",
-            self.serializations.get(),
-        );
-        counter_by(
-            &mut out,
-            "chatgate_frames_out_total",
-            "Frames queued to connections, by audience.",
-            "audience",
-            [
-                ("agent".to_string(), self.agent_frames_out.get()),
-                ("customer".to_string(), self.customer_frames_out.get()),
-            ],
-        );
-        counter(
-            &mut out,
-            "chatgate_bytes_out_total",
-            "Frame bytes queued to connections.",
-            self.bytes_out.get(),
-        );
-        counter(
-            &mut out,
-            "chatgate_queue_overflows_total",
-            "Connections closed as slow (1013).",
-            self.queue_overflows.get(),
-        );
-        counter_by(
-            &mut out,
-            "chatgate_resumes_total",
-            "Resume attempts, by result.",
-            "result",
-            [
-                ("hit".to_string(), self.resume_hits.get()),
-                ("miss".to_string(), self.resume_misses.get()),
-            ],
-        );
-        counter(
-            &mut out,
-            "chatgate_redeliveries_ignored_total",
-            "Bus redeliveries ignored (already dispatched).",
-            self.redeliveries_ignored.get(),
-        );
-        counter(
-            &mut out,
-            "chatgate_ingest_rejects_total",
-            "Upstream batches rejected.",
-            self.ingest_rejects.get(),
-        );
-        counter(
-            &mut out,
-            "chatgate_bus_publish_errors_total",
-            "Publishes the bus did not acknowledge.",
-            self.bus_publish_errors.get(),
-        );
-        counter_by(
-            &mut out,
-            "chatgate_auth_rejects_total",
-            "Refused WebSocket handshakes and requests, by reason.",
-            "reason",
-            self.auth_rejects.snapshot(),
-        );
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let c = Counter::default();
+    registry.register(name, help, c.0.clone());
+    c
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    header(out, name, help, "counter");
-    let _ = writeln!(out, "{name} {value}");
+fn labeled(registry: &mut Registry, name: &str, help: &str, label: &'static str) -> LabeledCounter {
+    let c = LabeledCounter::new(label);
+    registry.register(name, help, c.family.clone());
+    c
 }
 
-fn counter_by(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: impl IntoIterator<Item = (String, u64)>,
-) {
-    header(out, name, help, "counter");
-    for (k, v) in values {
-        let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of one sample line, e.g. `chatgate_resumes_total{result="hit"}`.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
-}
 
-fn gauge_by(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: impl IntoIterator<Item = (String, u64)>,
-) {
-    header(out, name, help, "gauge");
-    for (k, v) in values {
-        let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
+    #[test]
+    fn renders_counters_families_and_the_histogram() {
+        let m = Metrics::new();
+        m.frames_out("customer", 10);
+        m.frames_out("agent", 5);
+        m.frames_out("agent", 5);
+        m.resume_hits.inc();
+        m.connections_closed.inc("1013");
+        m.refusals.inc(refusal::PER_ADDRESS);
+        m.delivery_latency.observe(Duration::from_micros(700));
+        m.delivery_latency.observe(Duration::from_secs(20));
+        let text = m.render(&[("agent", 3), ("customer", 0)]);
+
+        assert_eq!(
+            sample(&text, "chatgate_connections{role=\"agent\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(&text, "chatgate_frames_out_total{audience=\"agent\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(&text, "chatgate_frames_out_total{audience=\"customer\"}"),
+            Some(1.0)
+        );
+        assert_eq!(sample(&text, "chatgate_bytes_out_total"), Some(20.0));
+        assert_eq!(
+            sample(&text, "chatgate_resumes_total{result=\"miss\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "chatgate_connections_closed_total{code=\"1013\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "chatgate_refusals_total{reason=\"per_address\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "chatgate_delivery_latency_seconds_count"),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "chatgate_delivery_latency_seconds_bucket{le=\"0.0005\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "chatgate_delivery_latency_seconds_bucket{le=\"0.001\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "chatgate_delivery_latency_seconds_bucket{le=\"10.0\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "chatgate_delivery_latency_seconds_bucket{le=\"+Inf\"}"
+            ),
+            Some(2.0)
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn labeled_counters_read_back() {
+        let m = Metrics::new();
+        assert_eq!(m.auth_rejects.get("origin"), 0);
+        m.auth_rejects.inc("origin");
+        m.auth_rejects.add("origin", 2);
+        assert_eq!(m.auth_rejects.get("origin"), 3);
     }
 }

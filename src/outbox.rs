@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, Notify};
@@ -26,16 +27,24 @@ struct Shared {
     max_bytes: usize,
 }
 
+/// A queued frame, with when the hub took its notification off the bus
+/// (for the delivery latency metric).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub frame: Utf8Bytes,
+    pub at: Instant,
+}
+
 /// The hub's end: offers frames without ever waiting.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
 }
 
 /// The connection's end: receives frames, learns of an overflow.
 pub struct Inbox {
-    rx: mpsc::Receiver<Utf8Bytes>,
+    rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
 }
 
@@ -60,13 +69,17 @@ impl Outbox {
     /// Queues `frame`; returns `false` (and flags the connection) when the
     /// queue is full by count or bytes. The frame is then not queued: the
     /// connection is closed as slow and its client resumes with `since`.
-    pub fn offer(&self, frame: &Utf8Bytes) -> bool {
+    pub fn offer(&self, frame: &Utf8Bytes, at: Instant) -> bool {
         if self.is_overflowed() {
             return false;
         }
         let len = frame.len();
         let queued = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel) + len;
-        if queued > self.shared.max_bytes || self.tx.try_send(frame.clone()).is_err() {
+        let item = Queued {
+            frame: frame.clone(),
+            at,
+        };
+        if queued > self.shared.max_bytes || self.tx.try_send(item).is_err() {
             self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             self.mark_overflowed();
             return false;
@@ -93,7 +106,7 @@ impl Inbox {
     /// The next frame, or `None` once the connection overflowed (frames
     /// still queued are dropped: the client resumes past the last one it
     /// received) or the hub let go of it.
-    pub async fn recv(&mut self) -> Option<Utf8Bytes> {
+    pub async fn recv(&mut self) -> Option<Queued> {
         loop {
             if self.shared.overflowed.load(Ordering::Acquire) {
                 return None;
@@ -102,24 +115,24 @@ impl Inbox {
                 biased;
                 () = self.shared.wake.notified() => continue,
                 frame = self.rx.recv() => {
-                    let frame = frame?;
-                    self.shared.queued_bytes.fetch_sub(frame.len(), Ordering::AcqRel);
-                    return Some(frame);
+                    let queued = frame?;
+                    self.shared.queued_bytes.fetch_sub(queued.frame.len(), Ordering::AcqRel);
+                    return Some(queued);
                 }
             }
         }
     }
 
     /// A frame already queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<Utf8Bytes> {
+    pub fn try_recv(&mut self) -> Option<Queued> {
         if self.shared.overflowed.load(Ordering::Acquire) {
             return None;
         }
-        let frame = self.rx.try_recv().ok()?;
+        let queued = self.rx.try_recv().ok()?;
         self.shared
             .queued_bytes
-            .fetch_sub(frame.len(), Ordering::AcqRel);
-        Some(frame)
+            .fetch_sub(queued.frame.len(), Ordering::AcqRel);
+        Some(queued)
     }
 
     pub fn overflowed(&self) -> bool {
@@ -138,9 +151,10 @@ mod tests {
             bytes: 1000,
         });
         let f = Utf8Bytes::from_static("abc");
-        assert!(out.offer(&f));
-        assert!(out.offer(&f));
-        assert!(!out.offer(&f), "third frame exceeds the count");
+        let now = Instant::now();
+        assert!(out.offer(&f, now));
+        assert!(out.offer(&f, now));
+        assert!(!out.offer(&f, now), "third frame exceeds the count");
         assert!(inbox.overflowed());
         assert_eq!(inbox.recv().await, None);
 
@@ -148,9 +162,10 @@ mod tests {
             frames: 100,
             bytes: 5,
         });
-        assert!(out.offer(&f));
-        assert_eq!(inbox.recv().await.as_deref(), Some("abc"));
-        assert!(out.offer(&f));
-        assert!(!out.offer(&f), "6 bytes exceed 5");
+        assert!(out.offer(&f, now));
+        let got = inbox.recv().await.unwrap();
+        assert_eq!((got.frame.as_str(), got.at), ("abc", now));
+        assert!(out.offer(&f, now));
+        assert!(!out.offer(&f, now), "6 bytes exceed 5");
     }
 }

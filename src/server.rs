@@ -12,12 +12,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, ClaimChecks};
 use crate::bus::memory::MemoryBus;
 use crate::bus::{Bus, Delivery};
 use crate::config::Config;
 use crate::http::{router, AppState, SharedState};
 use crate::hub::Hub;
+use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
 
 /// Deliveries buffered between the in-memory bus and the dispatcher.
@@ -40,9 +41,16 @@ impl Server {
             Some(s) => s.as_bytes().to_vec(),
             None => dev_secret(),
         };
-        let auth = Authenticator::new(&secret, config.jwt_public_key.as_deref())?;
+        let auth = Authenticator::new(&secret, config.jwt_public_key.as_deref())?.with_checks(
+            ClaimChecks {
+                audience: config.jwt_audience.clone(),
+                issuer: config.jwt_issuer.clone(),
+                leeway_secs: config.jwt_leeway_secs,
+            },
+        );
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.hub(), config.max_connections, metrics.clone());
+        let address_limiter = AddressLimiter::new(config.max_connections_per_address);
         if config.bus.is_some() {
             return Err("CHATGATE_BUS: only the in-memory bus is built in this version".into());
         }
@@ -52,6 +60,7 @@ impl Server {
             auth,
             hub,
             bus: Bus::Memory(bus),
+            address_limiter,
             metrics,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -83,11 +92,13 @@ impl Server {
             tracing::info!("shutting down");
             shutdown.cancel();
         });
-        let result = axum::serve(
+        let result = crate::listen::serve(
             listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            app,
+            Duration::from_secs(state.config.handshake_timeout_secs.max(1)),
+            state.metrics.clone(),
+            serve_shutdown,
         )
-        .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
         .await;
         state.tracker.close();
         let deadline = Duration::from_secs(state.config.shutdown_secs);

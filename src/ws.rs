@@ -7,12 +7,14 @@
 //! error frame first. Routing and the slow-consumer rule are the hub's;
 //! this module only moves bytes, in one task per connection.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use futures::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -22,6 +24,9 @@ use tracing::Instrument;
 use crate::auth::{now_secs, Principal, Role};
 use crate::http::{authenticate, AppError, SharedState};
 use crate::hub::{AttachError, Attachment, Party};
+use crate::limits::AddressPermit;
+use crate::metrics::refusal;
+use crate::outbox::Queued;
 
 /// Largest client text frame accepted; longer ones close with 1009.
 pub const MAX_CLIENT_TEXT: usize = 4096;
@@ -53,6 +58,7 @@ pub struct WsQuery {
 
 pub async fn ws_handler(
     State(state): State<SharedState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
@@ -70,6 +76,18 @@ pub async fn ws_handler(
         state.metrics.auth_rejects.inc("origin");
         return AppError::Forbidden("origin not allowed".into()).into_response();
     }
+    // Held for the connection's life; released when its task ends.
+    let permit = match peer {
+        Some(Extension(ConnectInfo(addr))) => match state.address_limiter.try_acquire(addr.ip()) {
+            Some(p) => Some(p),
+            None => {
+                state.metrics.refusals.inc(refusal::PER_ADDRESS);
+                return AppError::TooManyRequests("too many connections from this address".into())
+                    .into_response();
+            }
+        },
+        None => None,
+    };
     let party = party_of(&principal);
     let attachment = match state.hub.attach(&party, q.since.as_deref()) {
         Ok(a) => a,
@@ -78,7 +96,8 @@ pub async fn ws_handler(
             return AppError::Forbidden(e.to_string()).into_response();
         }
         Err(e @ AttachError::Full) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+            state.metrics.refusals.inc(refusal::MAX_CONNECTIONS);
+            return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
         }
     };
     state
@@ -96,7 +115,7 @@ pub async fn ws_handler(
             let tracker = state.tracker.clone();
             tracker.track_future(
                 Connection::new(socket, attachment, principal, state)
-                    .run()
+                    .run(permit)
                     .instrument(span),
             )
         })
@@ -158,7 +177,9 @@ impl Connection {
         }
     }
 
-    async fn run(mut self) {
+    /// Serves the connection to its end; `_permit` (its address's slot)
+    /// is released only then.
+    async fn run(mut self, _permit: Option<AddressPermit>) {
         let end = self.serve().await;
         let code = match end {
             End::Peer => "peer".to_string(),
@@ -194,7 +215,11 @@ impl Connection {
         let cfg = &self.state.config;
         let heartbeat_every = Duration::from_secs(cfg.heartbeat_secs.max(1));
         let pong_timeout = Duration::from_secs(cfg.pong_timeout_secs.max(1));
-        let expires = token_deadline(self.principal.exp);
+        let expires = token_deadline(
+            self.principal
+                .exp
+                .saturating_add(self.state.auth.leeway_secs()),
+        );
         let shutdown = self.state.shutdown.clone();
         let mut heartbeat =
             tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
@@ -223,9 +248,10 @@ impl Connection {
                             None => break,
                         }
                     }
-                    if !self.send_batch(batch.into_iter()).await {
+                    if !self.send_batch(batch.iter().map(|q| q.frame.clone())).await {
                         return End::Peer;
                     }
+                    self.observe_latency(&batch);
                 }
                 msg = self.socket.recv() => match msg {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End::Peer,
@@ -246,6 +272,18 @@ impl Connection {
                     pong_deadline.get_or_insert(Instant::now() + pong_timeout);
                 }
             }
+        }
+    }
+
+    /// Records, for each live frame just written, the time since the hub
+    /// took its notification off the bus.
+    fn observe_latency(&self, written: &[Queued]) {
+        let now = std::time::Instant::now();
+        for q in written {
+            self.state
+                .metrics
+                .delivery_latency
+                .observe(now.saturating_duration_since(q.at));
         }
     }
 

@@ -1,0 +1,169 @@
+//! Abuse limits, each against a real chatgate over real sockets: the
+//! refusal it gives (HTTP status or closed socket) and its count in
+//! `chatgate_refusals_total`.
+
+mod support;
+
+use std::time::Duration;
+
+use chatgate::auth::Role;
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn refusals(server: &TestServer, reason: &str) -> u64 {
+    server.state.metrics.refusals.get(reason)
+}
+
+/// Waits until `cond` holds (the server side of a close is asynchronous).
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped_with_429_and_slots_come_back() {
+    let server = start(|c| c.max_connections_per_address = 2).await;
+    let token = token(Role::Agent, "a1", None);
+    let first = Client::connect(server.addr, &token, None).await.unwrap();
+    let _second = Client::connect(server.addr, &token, None).await.unwrap();
+
+    let refused = Client::connect(server.addr, &token, None).await;
+    assert_eq!(
+        refused.err(),
+        Some(429),
+        "a third connection from one address"
+    );
+    assert_eq!(refusals(&server, "per_address"), 1);
+    assert_eq!(
+        server.state.hub.connection_count(),
+        2,
+        "the refusal attached nothing"
+    );
+
+    drop(first);
+    let ip = server.addr.ip();
+    eventually("the closed connection's slot is released", || {
+        server.state.address_limiter.open_from(ip) == 1
+    })
+    .await;
+    let _third = Client::connect(server.addr, &token, None)
+        .await
+        .expect("a slot was given back");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn total_connections_are_capped_with_503() {
+    let server = start(|c| c.max_connections = 2).await;
+    let _a = server.connect(Role::Agent, "a1", None).await;
+    let _b = server.connect(Role::Supervisor, "boss", None).await;
+    let refused = Client::connect(server.addr, &token(Role::Agent, "a2", None), None).await;
+    assert_eq!(refused.err(), Some(503));
+    assert_eq!(refusals(&server, "max_connections"), 1);
+    server.stop().await;
+}
+
+/// Reads until the server closes the socket; `Err` if it stays open `d`.
+async fn closed_within(tcp: &mut TcpStream, d: Duration) -> Result<(), ()> {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, tcp.read(&mut buf)).await {
+            Err(_) => return Err(()),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_after_the_handshake_timeout() {
+    let server = start(|c| c.handshake_timeout_secs = 1).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    closed_within(&mut silent, WAIT)
+        .await
+        .expect("the server closes a socket that never sends a request");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+    eventually("the timeout is counted", || {
+        refusals(&server, "handshake_timeout") == 1
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_loris_upgrade_is_closed_at_the_handshake_timeout() {
+    let server = start(|c| c.handshake_timeout_secs = 1).await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    // One header byte every 200 ms keeps the socket busy but never
+    // completes the head: the timeout runs from the accept, not from the
+    // last byte.
+    let trickle = async {
+        for b in b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            .iter()
+            .cycle()
+            .take(100)
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if slow.write_all(&[*b]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(8), trickle)
+        .await
+        .expect("the server should have closed the trickling socket");
+    closed_within(&mut slow, WAIT).await.expect("socket closed");
+    eventually("the timeout is counted", || {
+        refusals(&server, "handshake_timeout") == 1
+    })
+    .await;
+
+    // A prompt client is not affected.
+    let _ok = server.connect(Role::Agent, "a1", None).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_ingest_body_over_the_limit_is_refused_with_413_and_changes_nothing() {
+    let server = start(|c| c.ingest_max_bytes = 2048).await;
+    let item = json!({
+        "notificationType": "NewMessages",
+        "messageType": "MessageLogUpdated",
+        "facebooksessionPath": "/facebooksessions/s1",
+        "messages": [{"index": 1, "type": "Text", "visibility": "All", "text": "x".repeat(4000)}],
+    });
+    let (status, reply) = server.ingest(&item.to_string(), "application/json").await;
+    assert_eq!(status, 413, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("2048"),
+        "the refusal names the limit: {reply}"
+    );
+    assert_eq!(refusals(&server, "ingest_too_large"), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.state.hub.last_seq(), 0, "nothing was published");
+
+    // A body under the limit passes.
+    let small = json!({
+        "notificationType": "NewMessages",
+        "messageType": "MessageLogUpdated",
+        "facebooksessionPath": "/facebooksessions/s1",
+        "messages": [{"index": 1, "type": "Text", "visibility": "All", "text": "hi"}],
+    });
+    server.ingest_ok(&[small]).await;
+    server.stop().await;
+}
