@@ -145,6 +145,11 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_INGEST_MAX_BYTES", default_value_t = 4 << 20)]
     pub ingest_max_bytes: usize,
 
+    /// New customer sessions a client address may start per minute (also
+    /// the burst); 0 = unlimited.
+    #[arg(long, env = "CHATGATE_CUSTOMER_SESSION_RATE", default_value_t = 30)]
+    pub customer_session_rate: u32,
+
     /// Seconds to wait for connections to close on shutdown.
     #[arg(long, env = "CHATGATE_SHUTDOWN_SECS", default_value_t = 10)]
     pub shutdown_secs: u64,
@@ -177,6 +182,11 @@ impl Config {
             retention_max: self.retention_max.max(self.retention_count),
             log_limit: self.log_limit,
         }
+    }
+
+    /// Whether this process runs the session engine.
+    pub fn runs_engine(&self) -> bool {
+        matches!(self.role, RoleSetting::All | RoleSetting::Engine)
     }
 
     /// Dev mode: no secret, loopback only.

@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Open WebSocket connections per client address (`limits`).
     pub address_limiter: crate::limits::AddressLimiter,
+    /// The session engine (roles `all` and `engine`).
+    pub engine: Option<Arc<crate::engine::Engine>>,
     /// Cancelled on shutdown: connections close with 1001.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks, so shutdown can wait for them.
@@ -123,7 +125,7 @@ pub fn authenticate(
     Ok(principal)
 }
 
-/// Every route of the gateway role.
+/// Every route of the process: the gateway's, and the engine's when it runs one.
 pub fn router(state: SharedState) -> Router {
     let ingest_limit = state.config.ingest_max_bytes;
     let mut router = Router::new()
@@ -139,6 +141,9 @@ pub fn router(state: SharedState) -> Router {
         .merge(crate::web::router());
     if state.config.dev_mode() {
         router = router.route("/dev/token", get(dev_token));
+    }
+    if state.engine.is_some() {
+        router = router.merge(crate::engine::router());
     }
     router.with_state(state)
 }

@@ -10,6 +10,7 @@
 //! - [`ws`]: `GET /ws`, one task per connection.
 //! - [`ingest`]: `POST /upstream/events`.
 //! - [`bus`]: between upstreams and gateways (in-memory, NATS JetStream).
+//! - [`engine`]: the session engine, the reference upstream (operations).
 //! - [`auth`]: JWT verification and minting.
 //! - [`limits`]: per-address connection limits.
 //! - [`listen`]: the HTTP listener (handshake timeout, graceful close).
@@ -23,6 +24,7 @@
 pub mod auth;
 pub mod bus;
 pub mod config;
+pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod ingest;

@@ -16,6 +16,7 @@ use crate::auth::{Authenticator, ClaimChecks};
 use crate::bus::memory::MemoryBus;
 use crate::bus::{Bus, Delivery};
 use crate::config::Config;
+use crate::engine::Engine;
 use crate::http::{router, AppState, SharedState};
 use crate::hub::Hub;
 use crate::limits::AddressLimiter;
@@ -55,6 +56,18 @@ impl Server {
             return Err("CHATGATE_BUS: only the in-memory bus is built in this version".into());
         }
         let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);
+        let engine = if config.runs_engine() {
+            let base = match &config.public_url {
+                Some(url) => url.clone(),
+                None => format!(
+                    "http://{}",
+                    listener.local_addr().map_err(|e| e.to_string())?
+                ),
+            };
+            Some(Arc::new(Engine::build(&config, &base)?))
+        } else {
+            None
+        };
         let state = Arc::new(AppState {
             config,
             auth,
@@ -62,6 +75,7 @@ impl Server {
             bus: Bus::Memory(bus),
             address_limiter,
             metrics,
+            engine,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
@@ -84,6 +98,9 @@ impl Server {
         } = self;
         let dispatcher = tokio::spawn(dispatch(state.hub.clone(), deliveries));
         let sweeper = tokio::spawn(sweep(state.hub.clone(), state.shutdown.clone()));
+        if let Some(engine) = &state.engine {
+            tokio::spawn(engine.clone().sweep_until(state.shutdown.clone()));
+        }
         let app = router(state.clone());
         let shutdown = state.shutdown.clone();
         let serve_shutdown = shutdown.clone();

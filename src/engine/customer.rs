@@ -1,0 +1,212 @@
+//! The customer side (the widget's API).
+//!
+//! - `POST /api/v2/customer/sessions` `{"nickname","message","queue"?}`:
+//!   anonymous, rate-limited per client address; creates a session routed
+//!   to the queue's (or any) agent with the fewest active sessions, ties in
+//!   directory order; answers 201 `{"sessionId","participantId","token"}`
+//!   with a customer JWT for `/ws`.
+//! - `POST /api/v2/customer/sessions/{id}` with that token:
+//!   SendMessage, SendStartTypingNotification, SendStopTypingNotification,
+//!   Leave. Answers `{"statusCode":0}`.
+//!
+//! Notifications caused by a customer carry no `referenceId`: that links
+//! a notification to an agent's request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::directory::{Queue, Target};
+use super::error::OpError;
+use super::op::{self, Ctx, CustomerOp, MAX_TEXT_CHARS};
+use super::record::{Member, SessionRecord};
+use super::routes::{engine_of, json_object};
+use super::{new_id, now_ms, Engine};
+use crate::auth::Role;
+use crate::http::{authenticate, SharedState};
+use crate::model::{ParticipantType, Visibility};
+
+/// How long a customer token is valid, in seconds.
+pub const CUSTOMER_TOKEN_TTL_SECS: u64 = 8 * 3600;
+/// Longest customer nickname.
+const MAX_NICKNAME_CHARS: usize = 64;
+/// Longest `Subject` kept in userData (the first message, shortened).
+const SUBJECT_CHARS: usize = 100;
+
+pub async fn create(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), OpError> {
+    let engine = engine_of(&state)?;
+    if let Err(wait) = engine.limiter.check(peer.ip(), Instant::now()) {
+        let secs = wait.as_secs().max(1);
+        return Err(OpError::TooManyRequests(
+            format!("too many new sessions from this address; retry in {secs} s"),
+            secs,
+        ));
+    }
+    let body = json_object(&body)?;
+    let nickname = op::text(&body, "nickname", MAX_NICKNAME_CHARS)?
+        .trim()
+        .to_owned();
+    let message = op::text(&body, "message", MAX_TEXT_CHARS)?;
+    let queue = queue_of(&engine, &body)?.map(|q| q.id.clone());
+    let opened = tokio::spawn(open(state.clone(), engine, nickname, message, queue))
+        .await
+        .map_err(|_| OpError::Unavailable("the request was aborted".into()))??;
+    let token = state.auth.mint(
+        Role::Customer,
+        &opened.participant_id,
+        Some(&opened.session_id),
+        CUSTOMER_TOKEN_TTL_SECS,
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "sessionId": opened.session_id,
+            "participantId": opened.participant_id,
+            "token": token,
+        })),
+    ))
+}
+
+/// The `queue` of a new session: an id, a name, a path or a URI.
+fn queue_of<'a>(
+    engine: &'a Engine,
+    body: &Map<String, Value>,
+) -> Result<Option<&'a Queue>, OpError> {
+    let dir = &engine.directory;
+    match body.get("queue") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(q)) => dir
+            .queue(q)
+            .or_else(|| match dir.resolve(q) {
+                Ok(Target::Queue(found)) => Some(found),
+                _ => None,
+            })
+            .map(Some)
+            .ok_or_else(|| OpError::bad(format!("unknown queue {q:?}"))),
+        Some(_) => Err(OpError::bad("queue must be a string")),
+    }
+}
+
+struct Opened {
+    session_id: String,
+    participant_id: String,
+}
+
+async fn open(
+    state: SharedState,
+    engine: Arc<Engine>,
+    nickname: String,
+    message: String,
+    queue: Option<String>,
+) -> Result<Opened, OpError> {
+    let dir = &engine.directory;
+    let _routing = engine.routing.lock().await;
+    let load = engine.load().await;
+    let queue = queue.as_deref().and_then(|q| dir.queue(q));
+    let candidates = match queue {
+        Some(q) => op::by_load(q.agents.iter().map(String::as_str), dir, &load),
+        None => op::by_load(dir.agents().iter().map(|a| a.id.as_str()), dir, &load),
+    };
+    let agent = candidates
+        .first()
+        .ok_or_else(|| OpError::Unavailable("no agent to route to".into()))?;
+
+    let now = now_ms();
+    let mut record = SessionRecord::new(new_id(), now, queue.map(|q| q.id.clone()));
+    record.user_data = user_data(&nickname, &message, queue);
+    let customer = Member {
+        participant_id: new_id(),
+        kind: ParticipantType::Customer,
+        user: None,
+        nickname,
+        visibility: Visibility::All,
+    };
+    let agent = Member {
+        participant_id: new_id(),
+        kind: ParticipantType::Agent,
+        user: Some(agent.user.clone()),
+        nickname: agent.nickname.clone(),
+        visibility: Visibility::All,
+    };
+    let ctx = Ctx {
+        dir,
+        now_ms: now,
+        reference_id: None,
+        log_limit: engine.log_limit,
+        new_participant_id: String::new(),
+    };
+    let opened = Opened {
+        session_id: record.id.clone(),
+        participant_id: customer.participant_id.clone(),
+    };
+    let (record, notifications) = op::open_session(record, customer, agent, &message, &ctx);
+    engine
+        .store
+        .create(record, notifications, state.as_ref())
+        .await?;
+    Ok(opened)
+}
+
+/// The userData a new session starts with, named as in the seed.
+fn user_data(nickname: &str, message: &str, queue: Option<&Queue>) -> Map<String, Value> {
+    let mut data = Map::new();
+    data.insert("FromAddress".into(), json!(nickname));
+    let subject: String = message.chars().take(SUBJECT_CHARS).collect();
+    data.insert("Subject".into(), json!(subject));
+    if let Some(q) = queue {
+        data.insert("RTargetRequested".into(), json!(q.name));
+    }
+    data
+}
+
+pub async fn operate(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, OpError> {
+    let customer = authenticate(&state, &headers, None, &[Role::Customer])?;
+    if customer.session.as_deref() != Some(id.as_str()) {
+        return Err(OpError::Forbidden(
+            "this token belongs to another session".into(),
+        ));
+    }
+    let engine = engine_of(&state)?;
+    let op = CustomerOp::parse(&json_object(&body)?)?;
+    let task = async move {
+        let ctx = Ctx {
+            dir: &engine.directory,
+            now_ms: now_ms(),
+            reference_id: None,
+            log_limit: engine.log_limit,
+            new_participant_id: String::new(),
+        };
+        let operation = |record: &SessionRecord| {
+            let me = record
+                .member(&customer.sub)
+                .filter(|m| m.kind == ParticipantType::Customer)
+                .ok_or_else(|| {
+                    OpError::Forbidden(format!(
+                        "you are no longer a participant of session {}",
+                        record.id
+                    ))
+                })?;
+            Ok(op::apply_customer(record, me, &op, &ctx))
+        };
+        engine.store.apply(&id, operation, state.as_ref()).await
+    };
+    tokio::spawn(task)
+        .await
+        .map_err(|_| OpError::Unavailable("the operation was aborted".into()))??;
+    Ok(Json(json!({ "statusCode": 0 })))
+}

@@ -1,0 +1,421 @@
+//! The session store: where session records live, and the one place where
+//! an operation is applied and its notifications published.
+//!
+//! # Contract (every implementation keeps it)
+//!
+//! - [`Store::apply`] applies one operation to one session atomically: the
+//!   operation function gets the current record and returns the next one
+//!   plus its notifications ([`Change`]); the store publishes the
+//!   notifications, in order, and the change is visible to later
+//!   operations only if the publish succeeded. A refused operation
+//!   (`Err` from the function) or a failed publish changes nothing.
+//! - Operations on one session are serialized: none is lost, and the
+//!   notifications of one session reach the bus in the order their
+//!   changes were applied. Operations on different sessions run in
+//!   parallel.
+//! - The operation function may be called more than once (an
+//!   implementation with compare-and-set retries it on a newer revision),
+//!   so it must be pure: everything it needs is captured before.
+//! - `revision` increases by one per applied change; the store sets it.
+//!
+//! Implementations: [`MemoryStore`] (one process: a per-session async mutex
+//! held across apply + publish). A replicated store (e.g. a key-value
+//! bucket with compare-and-set on the revision) implements the same
+//! methods; it must also keep a session's notifications in order when two
+//! engine processes race, e.g. by publishing with an expected last
+//! sequence per session subject, or by holding a per-session lease.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::sync::Mutex;
+
+use super::error::OpError;
+use super::record::SessionRecord;
+use crate::model::Notification;
+
+/// Where an applied change's notifications go (the bus, via `AppState`).
+pub trait Publish: Send + Sync {
+    /// Publishes a batch in order; `Err` means none may be assumed
+    /// delivered.
+    fn publish_batch(
+        &self,
+        batch: Vec<Notification>,
+    ) -> impl Future<Output = Result<(), OpError>> + Send;
+}
+
+/// The outcome of an operation function: the next record, the
+/// notifications of the change (published in this order), and a value
+/// for the caller.
+pub struct Change<T> {
+    pub record: SessionRecord,
+    pub notifications: Vec<Notification>,
+    pub output: T,
+}
+
+/// The session store of this process.
+pub enum Store {
+    Memory(MemoryStore),
+}
+
+impl Store {
+    pub fn memory() -> Self {
+        Store::Memory(MemoryStore::default())
+    }
+
+    /// A copy of the current record.
+    pub async fn get(&self, id: &str) -> Option<SessionRecord> {
+        match self {
+            Store::Memory(s) => s.get(id).await,
+        }
+    }
+
+    /// Creates a session with its first notifications. Fails with
+    /// `Conflict` if the id exists, `Unavailable` if the publish fails
+    /// (then the session does not exist).
+    pub async fn create<P: Publish>(
+        &self,
+        record: SessionRecord,
+        notifications: Vec<Notification>,
+        publisher: &P,
+    ) -> Result<(), OpError> {
+        match self {
+            Store::Memory(s) => s.create(record, notifications, publisher).await,
+        }
+    }
+
+    /// Applies `op` to session `id` (see the module contract).
+    pub async fn apply<T, F, P>(&self, id: &str, op: F, publisher: &P) -> Result<T, OpError>
+    where
+        F: FnMut(&SessionRecord) -> Result<Change<T>, OpError> + Send,
+        T: Send,
+        P: Publish,
+    {
+        match self {
+            Store::Memory(s) => s.apply(id, op, publisher).await,
+        }
+    }
+
+    /// The active (not completed) sessions agent `user` is in.
+    pub async fn sessions_of(&self, user: &str) -> Vec<SessionRecord> {
+        match self {
+            Store::Memory(s) => s.sessions_of(user).await,
+        }
+    }
+
+    /// Active sessions per agent user id (agents in none are absent).
+    pub async fn load(&self) -> HashMap<String, usize> {
+        match self {
+            Store::Memory(s) => s.load(),
+        }
+    }
+
+    /// Forgets completed sessions last changed before `cutoff_ms`.
+    pub async fn sweep(&self, cutoff_ms: u64) -> usize {
+        match self {
+            Store::Memory(s) => s.sweep(cutoff_ms),
+        }
+    }
+}
+
+type Slot = Arc<Mutex<SessionRecord>>;
+
+/// Sessions in this process's memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    sessions: DashMap<String, Slot>,
+    /// Agent user id -> its active sessions; kept in step with the records
+    /// under each session's lock.
+    active: DashMap<String, BTreeSet<String>>,
+}
+
+impl MemoryStore {
+    /// The slot of `id`, cloned out so no map guard is held across awaits.
+    fn slot(&self, id: &str) -> Option<Slot> {
+        self.sessions.get(id).map(|s| s.value().clone())
+    }
+
+    async fn get(&self, id: &str) -> Option<SessionRecord> {
+        let slot = self.slot(id)?;
+        let record = slot.lock().await;
+        Some(record.clone())
+    }
+
+    async fn create<P: Publish>(
+        &self,
+        record: SessionRecord,
+        notifications: Vec<Notification>,
+        publisher: &P,
+    ) -> Result<(), OpError> {
+        let id = record.id.clone();
+        let slot: Slot = Arc::new(Mutex::new(record));
+        // Locked before it is visible: an operation arriving before the
+        // publish completes waits for it.
+        let guard = slot.clone().lock_owned().await;
+        match self.sessions.entry(id.clone()) {
+            dashmap::Entry::Occupied(_) => {
+                return Err(OpError::Conflict(format!("session {id} exists")))
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(slot);
+            }
+        }
+        if let Err(e) = publisher.publish_batch(notifications).await {
+            self.sessions.remove(&id);
+            return Err(e);
+        }
+        self.index(None, &guard);
+        Ok(())
+    }
+
+    async fn apply<T, F, P>(&self, id: &str, mut op: F, publisher: &P) -> Result<T, OpError>
+    where
+        F: FnMut(&SessionRecord) -> Result<Change<T>, OpError>,
+        P: Publish,
+    {
+        let slot = self
+            .slot(id)
+            .ok_or_else(|| OpError::NotFound(format!("no session {id}")))?;
+        let mut current = slot.lock().await;
+        let Change {
+            mut record,
+            notifications,
+            output,
+        } = op(&current)?;
+        record.revision = current.revision + 1;
+        publisher.publish_batch(notifications).await?;
+        self.index(Some(&current), &record);
+        *current = record;
+        Ok(output)
+    }
+
+    /// Moves the session between agents' active sets, `before` -> `after`.
+    fn index(&self, before: Option<&SessionRecord>, after: &SessionRecord) {
+        let agents = |r: &SessionRecord| -> BTreeSet<String> {
+            if r.is_active() {
+                r.agent_users().map(str::to_owned).collect()
+            } else {
+                BTreeSet::new()
+            }
+        };
+        let old = before.map(agents).unwrap_or_default();
+        let new = agents(after);
+        for gone in old.difference(&new) {
+            if let dashmap::Entry::Occupied(mut e) = self.active.entry(gone.clone()) {
+                e.get_mut().remove(&after.id);
+                if e.get().is_empty() {
+                    e.remove();
+                }
+            }
+        }
+        for added in new.difference(&old) {
+            self.active
+                .entry(added.clone())
+                .or_default()
+                .insert(after.id.clone());
+        }
+    }
+
+    async fn sessions_of(&self, user: &str) -> Vec<SessionRecord> {
+        let ids: Vec<String> = self
+            .active
+            .get(user)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.get(&id).await {
+                if r.is_active() && r.agent(user).is_some() {
+                    out.push(r);
+                }
+            }
+        }
+        out.sort_by_key(|r| r.received_ms);
+        out
+    }
+
+    fn load(&self) -> HashMap<String, usize> {
+        self.active
+            .iter()
+            .map(|e| (e.key().clone(), e.value().len()))
+            .collect()
+    }
+
+    fn sweep(&self, cutoff_ms: u64) -> usize {
+        let before = self.sessions.len();
+        // try_lock: a session being operated on is not idle; skip it.
+        self.sessions.retain(|_, slot| match slot.try_lock() {
+            Ok(r) => r.is_active() || r.updated_ms >= cutoff_ms,
+            Err(_) => true,
+        });
+        before - self.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::record::{Member, SessionStatus};
+    use crate::model::{NotificationType, ParticipantType, Visibility};
+    use std::sync::Mutex as StdMutex;
+
+    /// Collects what was published; fails when told to.
+    #[derive(Default)]
+    struct Sink {
+        batches: StdMutex<Vec<Vec<Notification>>>,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl Publish for Sink {
+        async fn publish_batch(&self, batch: Vec<Notification>) -> Result<(), OpError> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(OpError::Unavailable("bus down".into()));
+            }
+            tokio::task::yield_now().await;
+            self.batches.lock().unwrap().push(batch);
+            Ok(())
+        }
+    }
+
+    fn record(id: &str, agent: &str) -> SessionRecord {
+        let mut r = SessionRecord::new(id.into(), 1, None);
+        r.participants.push(Member {
+            participant_id: "p1".into(),
+            kind: ParticipantType::Agent,
+            user: Some(agent.into()),
+            nickname: "A".into(),
+            visibility: Visibility::All,
+        });
+        r
+    }
+
+    fn marker(r: &SessionRecord) -> Notification {
+        let dir = crate::engine::directory::Directory::demo("http://h");
+        r.state_change(
+            NotificationType::PropertiesUpdated,
+            Some(r.next_index),
+            &dir,
+        )
+    }
+
+    /// An operation that bumps `next_index` and announces the new value.
+    fn bump(r: &SessionRecord) -> Result<Change<u64>, OpError> {
+        let mut next = r.clone();
+        next.next_index += 1;
+        let n = marker(&next);
+        Ok(Change {
+            output: next.next_index,
+            record: next,
+            notifications: vec![n],
+        })
+    }
+
+    #[tokio::test]
+    async fn concurrent_operations_on_one_session_are_all_applied_in_order() {
+        let store = Arc::new(Store::memory());
+        let sink = Arc::new(Sink::default());
+        store
+            .create(record("s", "a"), vec![], sink.as_ref())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (store, sink) = (store.clone(), sink.clone());
+            tasks.push(tokio::spawn(async move {
+                store.apply("s", bump, sink.as_ref()).await.unwrap()
+            }));
+        }
+        let mut outputs = Vec::new();
+        for t in tasks {
+            outputs.push(t.await.unwrap());
+        }
+        outputs.sort_unstable();
+        assert_eq!(outputs, (2..52).collect::<Vec<u64>>(), "no lost update");
+        let r = store.get("s").await.unwrap();
+        assert_eq!(r.revision, 50);
+        let published: Vec<Value> = sink
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|n| n.reference_id.clone().unwrap())
+            .collect();
+        let expected: Vec<Value> = (2..52u64).map(Value::from).collect();
+        assert_eq!(published, expected, "published in applied order");
+    }
+
+    use serde_json::Value;
+
+    #[tokio::test]
+    async fn refused_or_unpublished_operations_change_nothing() {
+        let store = Store::memory();
+        let sink = Sink::default();
+        store.create(record("s", "a"), vec![], &sink).await.unwrap();
+        let refused: Result<(), OpError> =
+            store.apply("s", |_| Err(OpError::bad("no")), &sink).await;
+        assert_eq!(refused, Err(OpError::bad("no")));
+        sink.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            store.apply("s", bump, &sink).await,
+            Err(OpError::Unavailable(_))
+        ));
+        let r = store.get("s").await.unwrap();
+        assert_eq!((r.revision, r.next_index), (0, 1));
+        assert!(matches!(
+            store.apply("nope", bump, &sink).await,
+            Err(OpError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.create(record("t", "a"), vec![], &sink).await,
+            Err(OpError::Unavailable(_))
+        ));
+        assert!(store.get("t").await.is_none(), "unpublished creation");
+    }
+
+    #[tokio::test]
+    async fn load_and_sessions_follow_the_records_and_sweep_forgets_completed() {
+        let store = Store::memory();
+        let sink = Sink::default();
+        for id in ["s1", "s2"] {
+            store.create(record(id, "a"), vec![], &sink).await.unwrap();
+        }
+        store
+            .create(record("s3", "b"), vec![], &sink)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.create(record("s3", "b"), vec![], &sink).await,
+            Err(OpError::Conflict(_))
+        ));
+        let load = store.load().await;
+        assert_eq!((load["a"], load["b"]), (2, 1));
+        assert_eq!(store.sessions_of("a").await.len(), 2);
+
+        store
+            .apply(
+                "s1",
+                |r| {
+                    let mut next = r.clone();
+                    next.status = SessionStatus::Completed;
+                    next.participants.clear();
+                    next.updated_ms = 10;
+                    Ok(Change {
+                        record: next,
+                        notifications: vec![],
+                        output: (),
+                    })
+                },
+                &sink,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.load().await["a"], 1);
+        assert_eq!(store.sweep(5).await, 0, "completed too recently");
+        assert_eq!(store.sweep(11).await, 1);
+        assert!(store.get("s1").await.is_none());
+        assert!(store.get("s2").await.is_some(), "active sessions stay");
+    }
+}
