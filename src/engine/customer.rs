@@ -23,14 +23,17 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::directory::{Queue, Target};
+use super::draft::Draft;
 use super::error::OpError;
-use super::op::{self, Ctx, CustomerOp, MAX_TEXT_CHARS};
+use super::params::{self, MAX_TEXT_CHARS};
 use super::record::{Member, SessionRecord};
 use super::routes::{engine_of, json_object};
+use super::store::Change;
+use super::{messages, participants, Ctx};
 use super::{new_id, now_ms, Engine};
 use crate::auth::Role;
 use crate::http::{authenticate, SharedState};
-use crate::model::{ParticipantType, Visibility};
+use crate::model::{Notification, NotificationType, ParticipantType, Visibility};
 
 /// How long a customer token is valid, in seconds.
 pub const CUSTOMER_TOKEN_TTL_SECS: u64 = 8 * 3600;
@@ -53,10 +56,10 @@ pub async fn create(
         ));
     }
     let body = json_object(&body)?;
-    let nickname = op::text(&body, "nickname", MAX_NICKNAME_CHARS)?
+    let nickname = params::text(&body, "nickname", MAX_NICKNAME_CHARS)?
         .trim()
         .to_owned();
-    let message = op::text(&body, "message", MAX_TEXT_CHARS)?;
+    let message = params::text(&body, "message", MAX_TEXT_CHARS)?;
     let queue = queue_of(&engine, &body)?.map(|q| q.id.clone());
     let opened = tokio::spawn(open(state.clone(), engine, nickname, message, queue))
         .await
@@ -114,8 +117,8 @@ async fn open(
     let load = engine.load().await;
     let queue = queue.as_deref().and_then(|q| dir.queue(q));
     let candidates = match queue {
-        Some(q) => op::by_load(q.agents.iter().map(String::as_str), dir, &load),
-        None => op::by_load(dir.agents().iter().map(|a| a.id.as_str()), dir, &load),
+        Some(q) => participants::by_load(q.agents.iter().map(String::as_str), dir, &load),
+        None => participants::by_load(dir.agents().iter().map(|a| a.id.as_str()), dir, &load),
     };
     let agent = candidates
         .first()
@@ -149,7 +152,7 @@ async fn open(
         session_id: record.id.clone(),
         participant_id: customer.participant_id.clone(),
     };
-    let (record, notifications) = op::open_session(record, customer, agent, &message, &ctx);
+    let (record, notifications) = open_session(record, customer, agent, &message, &ctx);
     engine
         .store
         .create(record, notifications, state.as_ref())
@@ -201,7 +204,7 @@ pub async fn operate(
                         record.id
                     ))
                 })?;
-            Ok(op::apply_customer(record, me, &op, &ctx))
+            Ok(apply_customer(record, me, &op, &ctx))
         };
         engine.store.apply(&id, operation, state.as_ref()).await
     };
@@ -209,4 +212,87 @@ pub async fn operate(
         .await
         .map_err(|_| OpError::Unavailable("the operation was aborted".into()))??;
     Ok(Json(json!({ "statusCode": 0 })))
+}
+
+/// A customer operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CustomerOp {
+    SendMessage(String),
+    Typing(bool),
+    Leave,
+}
+
+impl CustomerOp {
+    pub fn parse(body: &Map<String, Value>) -> Result<Self, OpError> {
+        let name = match body.get("operationName") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err(OpError::bad("operationName must be a string")),
+            None => return Err(OpError::bad("missing operationName")),
+        };
+        Ok(match name {
+            "SendMessage" => CustomerOp::SendMessage(params::text(body, "text", MAX_TEXT_CHARS)?),
+            "SendStartTypingNotification" => CustomerOp::Typing(true),
+            "SendStopTypingNotification" => CustomerOp::Typing(false),
+            "Leave" => CustomerOp::Leave,
+            other => {
+                return Err(OpError::bad(format!(
+                    "unknown operationName {other:?}: a customer may SendMessage, \
+                     SendStartTypingNotification, SendStopTypingNotification or Leave"
+                )))
+            }
+        })
+    }
+}
+
+/// Applies a customer operation by the customer participant `me`.
+pub fn apply_customer(
+    record: &SessionRecord,
+    me: &Member,
+    op: &CustomerOp,
+    ctx: &Ctx<'_>,
+) -> Change<()> {
+    let mut d = Draft::new(record, ctx);
+    match op {
+        CustomerOp::SendMessage(text) => messages::text(&mut d, me, text, false),
+        CustomerOp::Typing(started) => messages::typing(&mut d, me, *started, false),
+        CustomerOp::Leave => {
+            let m = d.message("ParticipantLeft", me, Visibility::All, None, None);
+            d.emit_messages(vec![m]);
+            d.remove(&me.participant_id);
+            if d.next.agent_users().next().is_none() {
+                d.complete();
+            } else {
+                d.emit_state(NotificationType::ParticipantsUpdated);
+            }
+        }
+    }
+    d.done()
+}
+
+/// A new session: the customer and the routed agent, both visible, with
+/// the customer's first message. Returns the record and its notifications.
+pub fn open_session(
+    mut record: SessionRecord,
+    customer: Member,
+    agent: Member,
+    first_message: &str,
+    ctx: &Ctx<'_>,
+) -> (SessionRecord, Vec<Notification>) {
+    record.participants = vec![customer.clone(), agent.clone()];
+    let mut d = Draft::new(&record, ctx);
+    d.emit_state(NotificationType::ParticipantsUpdated);
+    let messages = vec![
+        d.message("ParticipantJoined", &customer, Visibility::All, None, None),
+        d.message(
+            "Text",
+            &customer,
+            Visibility::All,
+            Some(first_message.to_owned()),
+            None,
+        ),
+        d.message("ParticipantJoined", &agent, Visibility::All, None, None),
+    ];
+    d.emit_messages(messages);
+    let change = d.done();
+    (change.record, change.notifications)
 }

@@ -9,7 +9,9 @@
 //!
 //! - [`directory`]: agents and queues (TOML file or demo), URIs, targets.
 //! - [`record`]: a session record, its capabilities, notification shapes.
-//! - [`op`]: the agent and customer operations (`operationName` dispatch).
+//! - [`Op`] (here): the agent operations, dispatched from `operationName`;
+//!   their parameters in [`params`], their effects in [`participants`],
+//!   [`messages`] and [`user_data`], built as a [`draft::Draft`].
 //! - [`store`]: where records live; applies one operation atomically per
 //!   session and publishes its notifications in order.
 //! - [`routes`]: the agent REST API; [`customer`]: the widget's API.
@@ -18,31 +20,179 @@
 
 pub mod customer;
 pub mod directory;
+pub mod draft;
 pub mod error;
 pub mod limiter;
-pub mod op;
+pub mod messages;
+pub mod params;
+pub mod participants;
 pub mod record;
 pub mod routes;
 pub mod store;
+pub mod user_data;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::AppState;
-use crate::model::Notification;
+use crate::model::{Notification, Visibility};
+use draft::Draft;
+use record::{Member, SessionRecord};
 
 pub use directory::Directory;
 pub use error::OpError;
+pub use params::ParticipantRef;
+pub use participants::Resolved;
 pub use routes::router;
 pub use store::{Change, Publish, Store};
 
 /// How often completed sessions and idle rate-limit buckets are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// A parsed agent operation with its parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Consult(String),
+    Transfer(String),
+    Invite(String),
+    Leave,
+    Complete,
+    SendMessage(String),
+    SendUrl(String),
+    SendToAgents(String),
+    Typing { started: bool, to_agents: bool },
+    SetInFocus,
+    SetDisposition { disposition: String, key: String },
+    AttachUserData(Map<String, Value>),
+    UpdateUserData(Map<String, Value>),
+    DeleteUserData(Vec<String>),
+    RemoveParticipantFromConference(ParticipantRef),
+}
+
+/// What an operation function needs besides the record.
+pub struct Ctx<'a> {
+    pub dir: &'a Directory,
+    pub now_ms: u64,
+    pub reference_id: Option<u64>,
+    pub log_limit: usize,
+    /// The participant id a joining agent gets.
+    pub new_participant_id: String,
+}
+
+impl Op {
+    /// The `operationName` of a body, checked to be a known operation.
+    pub fn name_of(body: &Map<String, Value>) -> Result<&'static str, OpError> {
+        let name = match body.get("operationName") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(_) => return Err(OpError::bad("operationName must be a string")),
+            None => return Err(OpError::bad("missing operationName")),
+        };
+        record::ALL_CAPABILITIES
+            .iter()
+            .copied()
+            .find(|n| *n == name)
+            .ok_or_else(|| OpError::bad(format!("unknown operationName {name:?}")))
+    }
+
+    /// Parses the parameters of operation `name` (unknown ones ignored).
+    pub fn parse(name: &str, body: &Map<String, Value>) -> Result<Op, OpError> {
+        let op = match name {
+            "Consult" => Op::Consult(params::target(body)?),
+            "Transfer" => Op::Transfer(params::target(body)?),
+            "Invite" => Op::Invite(params::target(body)?),
+            "Leave" => Op::Leave,
+            "Complete" => Op::Complete,
+            "SendMessage" => Op::SendMessage(params::text(body, "text", params::MAX_TEXT_CHARS)?),
+            "SendToAgents" => Op::SendToAgents(params::text(body, "text", params::MAX_TEXT_CHARS)?),
+            "SendUrl" => Op::SendUrl(params::url(body)?),
+            "SendStartTypingNotification" => Op::Typing {
+                started: true,
+                to_agents: false,
+            },
+            "SendStopTypingNotification" => Op::Typing {
+                started: false,
+                to_agents: false,
+            },
+            "SendStartTypingToAgentsNotification" => Op::Typing {
+                started: true,
+                to_agents: true,
+            },
+            "SendStopTypingToAgentsNotification" => Op::Typing {
+                started: false,
+                to_agents: true,
+            },
+            "SetInFocus" => Op::SetInFocus,
+            "SetDisposition" => Op::SetDisposition {
+                disposition: params::text(body, "disposition", 256)?,
+                key: match body.get("dispositionKey") {
+                    None | Some(Value::Null) => params::DEFAULT_DISPOSITION_KEY.into(),
+                    Some(_) => params::text(body, "dispositionKey", params::MAX_KEY_CHARS)?,
+                },
+            },
+            "AttachUserData" => Op::AttachUserData(params::user_data(body)?),
+            "UpdateUserData" => Op::UpdateUserData(params::user_data(body)?),
+            "DeleteUserData" => Op::DeleteUserData(params::keys(body)?),
+            "RemoveParticipantFromConference" => {
+                Op::RemoveParticipantFromConference(params::participant_ref(body)?)
+            }
+            other => return Err(OpError::bad(format!("unknown operationName {other:?}"))),
+        };
+        Ok(op)
+    }
+
+    /// The target of Consult, Transfer or Invite, if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Op::Consult(t) | Op::Transfer(t) | Op::Invite(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Applies this operation by agent participant `me` (participation
+    /// and capabilities already checked) to `record`.
+    pub fn apply(
+        &self,
+        record: &SessionRecord,
+        me: &Member,
+        target: &Resolved,
+        ctx: &Ctx<'_>,
+    ) -> Result<Change<()>, OpError> {
+        let mut d = Draft::new(record, ctx);
+        match self {
+            Op::Consult(_) => {
+                participants::join(&mut d, me, target, Visibility::Agents, "consult")?
+            }
+            Op::Invite(_) => participants::join(&mut d, me, target, Visibility::All, "invite")?,
+            Op::Transfer(_) => participants::transfer(&mut d, me, target)?,
+            Op::Leave => participants::leave(&mut d, me),
+            Op::Complete => d.complete(),
+            Op::RemoveParticipantFromConference(who) => {
+                participants::remove_participant(&mut d, me, who)?
+            }
+            Op::SendMessage(text) => messages::text(&mut d, me, text, false),
+            Op::SendToAgents(text) => messages::text(&mut d, me, text, true),
+            Op::SendUrl(url) => messages::push_url(&mut d, me, url),
+            Op::Typing { started, to_agents } => messages::typing(&mut d, me, *started, *to_agents),
+            // Focus is the desktop's own view: acknowledged, nothing shared
+            // changes, so nothing is announced.
+            Op::SetInFocus => {}
+            Op::SetDisposition { disposition, key } => {
+                user_data::set(&mut d, [(key.clone(), Value::String(disposition.clone()))])?;
+            }
+            Op::AttachUserData(data) | Op::UpdateUserData(data) => {
+                user_data::set(&mut d, data.clone())?;
+            }
+            Op::DeleteUserData(keys) => user_data::delete(&mut d, keys),
+        }
+        Ok(d.done())
+    }
+}
 
 /// The engine of this process: directory, store, counters.
 pub struct Engine {
@@ -133,4 +283,56 @@ pub fn now_ms() -> u64 {
 /// collide in practice.
 pub fn new_id() -> String {
     format!("{:016X}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::customer::CustomerOp;
+    use super::*;
+    use serde_json::json;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn operation_names_and_parameters_are_checked() {
+        assert!(Op::name_of(&body(json!({}))).is_err());
+        assert!(Op::name_of(&body(json!({"operationName": 3}))).is_err());
+        let err = Op::name_of(&body(json!({"operationName": "Dance"}))).unwrap_err();
+        assert!(err.to_string().contains("Dance"));
+        assert_eq!(
+            Op::parse("Consult", &body(json!({}))).unwrap_err(),
+            OpError::bad("targetUri or targetPath is mandatory")
+        );
+        assert_eq!(
+            Op::parse(
+                "Consult",
+                &body(json!({"targetPath": "/users/x", "extra": 1}))
+            )
+            .unwrap(),
+            Op::Consult("/users/x".into())
+        );
+        assert!(Op::parse("SendMessage", &body(json!({"text": "  "}))).is_err());
+        assert!(Op::parse("SendMessage", &body(json!({"text": 5}))).is_err());
+        assert!(Op::parse("SendUrl", &body(json!({"url": "javascript:alert(1)"}))).is_err());
+        assert!(Op::parse("SendUrl", &body(json!({"url": "https://example.com/a"}))).is_ok());
+        assert!(Op::parse(
+            "AttachUserData",
+            &body(json!({"userData": {"a": {"b": 1}}}))
+        )
+        .is_err());
+        assert!(Op::parse("AttachUserData", &body(json!({"userData": []}))).is_err());
+        assert!(Op::parse("DeleteUserData", &body(json!({"keys": []}))).is_err());
+        assert!(Op::parse("DeleteUserData", &body(json!({"keys": ["a", 1]}))).is_err());
+        assert_eq!(
+            Op::parse("SetDisposition", &body(json!({"disposition": "resolved"}))).unwrap(),
+            Op::SetDisposition {
+                disposition: "resolved".into(),
+                key: params::DEFAULT_DISPOSITION_KEY.into()
+            }
+        );
+        assert!(Op::parse("RemoveParticipantFromConference", &body(json!({}))).is_err());
+        assert!(CustomerOp::parse(&body(json!({"operationName": "Transfer"}))).is_err());
+    }
 }

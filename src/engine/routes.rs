@@ -21,9 +21,9 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use super::error::OpError;
-use super::op::{self, Ctx, Op, Resolved};
+use super::participants::{self, Resolved};
 use super::record::{Member, SessionRecord};
-use super::{customer, new_id, now_ms, Engine};
+use super::{customer, new_id, now_ms, Ctx, Engine, Op};
 use crate::auth::Role;
 use crate::http::{authenticate, AppState, SharedState};
 use crate::model::Visibility;
@@ -110,7 +110,7 @@ async fn run(state: SharedState, engine: Arc<Engine>, req: Request) -> Result<()
         None
     };
     let resolved = match &req.parsed {
-        Ok(op) if routes => op::resolve(op, &engine.directory, &engine.load().await),
+        Ok(op) if routes => participants::resolve(op, &engine.directory, &engine.load().await),
         _ => Ok(Resolved::None),
     };
     let ctx = Ctx {
@@ -129,7 +129,7 @@ async fn run(state: SharedState, engine: Arc<Engine>, req: Request) -> Result<()
         }
         let op = req.parsed.clone()?;
         let target = resolved.clone()?;
-        op::apply(record, me, &op, &target, &ctx)
+        op.apply(record, me, &target, &ctx)
     };
     engine
         .store

@@ -1,0 +1,80 @@
+//! A change being built by an operation: the next session record and the
+//! notifications announcing it, with the referenceId of the request.
+
+use super::record::{Member, MessageDraft, SessionRecord, SessionStatus};
+use super::store::Change;
+use super::Ctx;
+use crate::model::{Message, Notification, NotificationType, Visibility};
+
+/// A change being built: the next record and its notifications.
+pub struct Draft<'a> {
+    pub next: SessionRecord,
+    pub ctx: &'a Ctx<'a>,
+    notifications: Vec<Notification>,
+}
+
+impl<'a> Draft<'a> {
+    pub fn new(record: &SessionRecord, ctx: &'a Ctx<'a>) -> Self {
+        let mut next = record.clone();
+        next.updated_ms = ctx.now_ms;
+        Self {
+            next,
+            ctx,
+            notifications: Vec::new(),
+        }
+    }
+
+    pub fn message(
+        &mut self,
+        kind: &'static str,
+        from: &Member,
+        visibility: Visibility,
+        text: Option<String>,
+        field: Option<(&'static str, String)>,
+    ) -> Message {
+        let draft = MessageDraft {
+            kind,
+            from: from.to_participant(self.ctx.dir),
+            visibility,
+            text,
+            field,
+        };
+        self.next
+            .push_message(draft, self.ctx.now_ms, self.ctx.log_limit)
+    }
+
+    pub fn emit_messages(&mut self, messages: Vec<Message>) {
+        let n = self
+            .next
+            .new_messages(messages, self.ctx.reference_id, self.ctx.dir);
+        self.notifications.push(n);
+    }
+
+    pub fn emit_state(&mut self, kind: NotificationType) {
+        let n = self
+            .next
+            .state_change(kind, self.ctx.reference_id, self.ctx.dir);
+        self.notifications.push(n);
+    }
+
+    pub fn remove(&mut self, participant_id: &str) {
+        self.next
+            .participants
+            .retain(|m| m.participant_id != participant_id);
+    }
+
+    /// Ends the session: nobody is left in it.
+    pub fn complete(&mut self) {
+        self.next.status = SessionStatus::Completed;
+        self.next.participants.clear();
+        self.emit_state(NotificationType::StatusChange);
+    }
+
+    pub fn done(self) -> Change<()> {
+        Change {
+            record: self.next,
+            notifications: self.notifications,
+            output: (),
+        }
+    }
+}
