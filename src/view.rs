@@ -24,11 +24,13 @@ pub struct CustomerCursor {
 }
 
 /// Fields of a message a customer may see (besides `from`, reduced apart).
-const MESSAGE_FIELDS: [&str; 6] = [
+/// `url` is the content of a `PushUrl` line (SendUrl).
+const MESSAGE_FIELDS: [&str; 7] = [
     "index",
     "type",
     "visibility",
     "text",
+    "url",
     "timestamp",
     "timestampSeconds",
 ];
@@ -192,7 +194,8 @@ mod tests {
                 "messages":[
                  {"index":5,"type":"Text","visibility":"All","text":"hi","secret":1},
                  {"index":6,"type":"Text","visibility":"Agents","text":"internal"},
-                 {"index":7,"type":"Text","visibility":"All","text":"bye"}]}"#,
+                 {"index":7,"type":"Text","visibility":"All","text":"bye"},
+                 {"index":8,"type":"PushUrl","visibility":"All","url":"https://example.com/o/1"}]}"#,
         )
         .unwrap();
         let mut cursor = CustomerCursor {
@@ -204,9 +207,13 @@ mod tests {
         assert_eq!(msgs[0]["index"], 3);
         assert_eq!(msgs[1]["index"], 4);
         assert_eq!(msgs[1]["text"], "bye");
+        assert_eq!(
+            msgs[2]["url"], "https://example.com/o/1",
+            "a pushed URL is its content"
+        );
         assert!(!view.to_string().contains("internal"));
         assert!(!view.to_string().contains("secret"));
         assert!(view.get("referenceId").is_none());
-        assert_eq!(cursor.messages_shown, 4);
+        assert_eq!(cursor.messages_shown, 5);
     }
 }
