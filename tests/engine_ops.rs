@@ -103,7 +103,42 @@ async fn consult_through_a_queue_picks_its_least_busy_agent_not_in_the_session()
         "{reply}"
     );
     supervisor.expect_silence(QUIET).await;
-    drop((b, c));
+
+    // Invite and Transfer through a queue: Agent2 invites into B from the
+    // escalation queue, whose agents have one session each: the tie goes
+    // to Agent3, first in the directory; then Agent2 transfers through the
+    // seed's queue, where it is already in B: TestName takes over.
+    op_ok(
+        &server,
+        AGENT2,
+        &b.sid,
+        json!({"operationName": "Invite", "targetPath": format!("/queues/{escalation}")}),
+    )
+    .await;
+    let invite = datas(&mut supervisor, 2).await;
+    assert_eq!(
+        nicknames(&invite[0])[2],
+        ("Agent3".to_owned(), "All".to_owned())
+    );
+    op_ok(
+        &server,
+        AGENT2,
+        &b.sid,
+        json!({"operationName": "Transfer", "targetPath": format!("/queues/{QUEUE}")}),
+    )
+    .await;
+    let transfer = datas(&mut supervisor, 3).await;
+    assert_eq!(
+        describe(&transfer[1]),
+        "NewMessages[ParticipantJoined/All,ParticipantLeft/All]"
+    );
+    assert_eq!(transfer[1]["messages"][0]["from"]["nickname"], "TestName");
+    let after: Vec<String> = nicknames(&transfer[2])
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(after, ["Bob", "Agent3", "TestName"]);
+    drop(c);
     server.stop().await;
 }
 
