@@ -6,6 +6,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY proto-samples ./proto-samples
 COPY web ./web
+COPY benches ./benches
 RUN cargo build --release --locked --bin chatgate \
  && strip target/release/chatgate
 

@@ -199,16 +199,21 @@ impl Hub {
         let hub_floor = *inner.seq_floor.get_or_insert(seq - 1);
         inner.last_seq = seq;
         let now = Instant::now();
-        let entry = inner
-            .sessions
-            .entry(session_id.to_owned())
-            .or_insert_with(|| SessionEntry {
+        // Looked up before inserting: the entry API would allocate the key
+        // for every notification.
+        if !inner.sessions.contains_key(session_id) {
+            let entry = SessionEntry {
                 state: SessionState::new(session_id),
                 retained: VecDeque::new(),
                 seq_floor: hub_floor,
                 customer_floor: 0,
                 last_activity: now,
-            });
+            };
+            inner.sessions.insert(session_id.to_owned(), entry);
+        }
+        let Some(entry) = inner.sessions.get_mut(session_id) else {
+            return;
+        };
         let applied = entry.state.apply(n, self.config.log_limit);
         entry.last_activity = now;
 
@@ -230,11 +235,7 @@ impl Hub {
         evict(entry, &self.config, now);
 
         for agent in audience.iter() {
-            inner
-                .agent_sessions
-                .entry(agent.clone())
-                .or_default()
-                .insert(session_id.to_owned());
+            note_agent_session(&mut inner.agent_sessions, agent, session_id);
         }
         self.fan_out(
             &mut inner,
@@ -391,6 +392,21 @@ impl Hub {
     /// and operations).
     pub fn session_state(&self, id: &str) -> Option<SessionState> {
         self.lock().sessions.get(id).map(|e| e.state.clone())
+    }
+}
+
+/// Records that `agent` is in the audience of `session`, allocating only
+/// the first time (this runs for every notification and agent).
+fn note_agent_session(map: &mut HashMap<String, HashSet<String>>, agent: &str, session: &str) {
+    match map.get_mut(agent) {
+        Some(sessions) => {
+            if !sessions.contains(session) {
+                sessions.insert(session.to_owned());
+            }
+        }
+        None => {
+            map.insert(agent.to_owned(), HashSet::from([session.to_owned()]));
+        }
     }
 }
 

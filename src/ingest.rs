@@ -29,6 +29,9 @@ pub enum BatchError {
 
 /// Parses a request body into validated notifications.
 pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<Vec<Notification>, BatchError> {
+    if let Some(batch) = parse_valid_batch(body, ndjson) {
+        return Ok(batch);
+    }
     let items: Vec<Result<Value, String>> = if ndjson {
         body.split(|b| *b == b'\n')
             .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
@@ -60,6 +63,30 @@ pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<Vec<Notification>, Batch
                 })
         })
         .collect()
+}
+
+/// The batch when every item parses straight into a valid notification
+/// (the common case, in one pass); `None` sends the body through the
+/// item-by-item path above, which names the first bad item.
+fn parse_valid_batch(body: &[u8], ndjson: bool) -> Option<Vec<Notification>> {
+    let batch: Vec<Notification> = if ndjson {
+        body.split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(Notification::from_slice_fast)
+            .collect::<Option<_>>()?
+    } else {
+        match body.iter().find(|b| !b.is_ascii_whitespace())? {
+            b'[' => {
+                let items: Vec<Notification> = serde_json::from_slice(body).ok()?;
+                items
+                    .iter()
+                    .all(|n| n.validate().is_ok())
+                    .then_some(items)?
+            }
+            _ => vec![Notification::from_slice_fast(body)?],
+        }
+    };
+    (!batch.is_empty()).then_some(batch)
 }
 
 pub async fn post_events(
@@ -122,5 +149,10 @@ mod tests {
         let err = parse_batch(format!("[{OK},3]").as_bytes(), false).unwrap_err();
         assert!(err.to_string().starts_with("item 2:"), "{err}");
         assert_eq!(parse_batch(b"[]", false), Err(BatchError::Empty));
+        let err = parse_batch(format!("[{OK},[1]]").as_bytes(), false).unwrap_err();
+        assert!(err.to_string().starts_with("item 2:"), "{err}");
+        let no_session = OK.replace("facebooksessionPath", "elsewhere");
+        let err = parse_batch(format!("{OK}\n{no_session}").as_bytes(), true).unwrap_err();
+        assert!(matches!(err, BatchError::Item { item: 2, .. }), "{err}");
     }
 }

@@ -5,13 +5,20 @@
 //! as overflowed and wakes it, so the fan-out never blocks on one socket.
 //! Frames are `Utf8Bytes` (reference-counted): queuing a frame shares the
 //! bytes serialized once for the whole audience, it never copies them.
+//!
+//! The queue is a `VecDeque` under a mutex, not a channel: it allocates
+//! nothing until the first frame (tokio's bounded channel allocates a block
+//! of 32 slots, about 1.1 KiB, per connection up front), the connection
+//! takes frames without a wake-up per frame, and it gives its memory back
+//! after a burst. The hub pushes under its own lock, so the queue's lock
+//! is only ever contended by the hub and its one connection.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// Bounds of one connection's queue.
 #[derive(Debug, Clone, Copy)]
@@ -20,12 +27,8 @@ pub struct QueueLimits {
     pub bytes: usize,
 }
 
-struct Shared {
-    queued_bytes: AtomicUsize,
-    overflowed: AtomicBool,
-    wake: Notify,
-    max_bytes: usize,
-}
+/// Capacity kept by an emptied queue; a burst's larger one is given back.
+const KEPT_CAPACITY: usize = 16;
 
 /// A queued frame, with when the hub took its notification off the bus
 /// (for the delivery latency metric).
@@ -35,33 +38,55 @@ pub struct Queued {
     pub at: Instant,
 }
 
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Queued>,
+    bytes: usize,
+    overflowed: bool,
+    /// The hub let go of the connection (its [`Outbox`] dropped).
+    hub_gone: bool,
+    /// The connection is gone (its [`Inbox`] dropped).
+    conn_gone: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the connection when its queue turns non-empty or overflows.
+    wake: Notify,
+    limits: QueueLimits,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding this lock; keep serving if it did.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The hub's end: offers frames without ever waiting.
-#[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
 }
 
 /// The connection's end: receives frames, learns of an overflow.
 pub struct Inbox {
-    rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
 }
 
 pub fn channel(limits: QueueLimits) -> (Outbox, Inbox) {
-    let (tx, rx) = mpsc::channel(limits.frames.max(1));
     let shared = Arc::new(Shared {
-        queued_bytes: AtomicUsize::new(0),
-        overflowed: AtomicBool::new(false),
+        queue: Mutex::new(Queue::default()),
         wake: Notify::new(),
-        max_bytes: limits.bytes,
+        limits: QueueLimits {
+            frames: limits.frames.max(1),
+            bytes: limits.bytes,
+        },
     });
     (
         Outbox {
-            tx,
             shared: shared.clone(),
         },
-        Inbox { rx, shared },
+        Inbox { shared },
     )
 }
 
@@ -70,73 +95,108 @@ impl Outbox {
     /// queue is full by count or bytes. The frame is then not queued: the
     /// connection is closed as slow and its client resumes with `since`.
     pub fn offer(&self, frame: &Utf8Bytes, at: Instant) -> bool {
-        if self.is_overflowed() {
+        let limits = self.shared.limits;
+        let mut q = self.shared.lock();
+        if q.overflowed {
             return false;
         }
-        let len = frame.len();
-        let queued = self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel) + len;
-        let item = Queued {
+        if q.frames.len() >= limits.frames || q.bytes + frame.len() > limits.bytes {
+            q.overflowed = true;
+            // Queued frames will not be sent: free them now.
+            q.frames = VecDeque::new();
+            q.bytes = 0;
+            drop(q);
+            self.shared.wake.notify_one();
+            return false;
+        }
+        let was_empty = q.frames.is_empty();
+        q.frames.push_back(Queued {
             frame: frame.clone(),
             at,
-        };
-        if queued > self.shared.max_bytes || self.tx.try_send(item).is_err() {
-            self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.mark_overflowed();
-            return false;
+        });
+        q.bytes += frame.len();
+        drop(q);
+        // A connection waits only after finding its queue empty, so only
+        // the offer that ends that needs to wake it.
+        if was_empty {
+            self.shared.wake.notify_one();
         }
         true
     }
 
-    fn mark_overflowed(&self) {
-        self.shared.overflowed.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
-    }
-
     pub fn is_overflowed(&self) -> bool {
-        self.shared.overflowed.load(Ordering::Acquire)
+        self.shared.lock().overflowed
     }
 
     /// Whether the connection has gone (its inbox dropped).
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.lock().conn_gone
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.shared.lock().hub_gone = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// What taking a frame found.
+enum Take {
+    Frame(Queued),
+    Empty,
+    Ended,
+}
+
 impl Inbox {
+    fn take(&mut self) -> Take {
+        let mut q = self.shared.lock();
+        if q.overflowed {
+            return Take::Ended;
+        }
+        match q.frames.pop_front() {
+            Some(queued) => {
+                q.bytes -= queued.frame.len();
+                if q.frames.is_empty() && q.frames.capacity() > KEPT_CAPACITY {
+                    q.frames.shrink_to(KEPT_CAPACITY);
+                }
+                Take::Frame(queued)
+            }
+            None if q.hub_gone => Take::Ended,
+            None => Take::Empty,
+        }
+    }
+
     /// The next frame, or `None` once the connection overflowed (frames
     /// still queued are dropped: the client resumes past the last one it
     /// received) or the hub let go of it.
     pub async fn recv(&mut self) -> Option<Queued> {
         loop {
-            if self.shared.overflowed.load(Ordering::Acquire) {
-                return None;
-            }
-            tokio::select! {
-                biased;
-                () = self.shared.wake.notified() => continue,
-                frame = self.rx.recv() => {
-                    let queued = frame?;
-                    self.shared.queued_bytes.fetch_sub(queued.frame.len(), Ordering::AcqRel);
-                    return Some(queued);
-                }
+            match self.take() {
+                Take::Frame(frame) => return Some(frame),
+                Take::Ended => return None,
+                // A wake-up between `take` and here is kept as a permit.
+                Take::Empty => self.shared.wake.notified().await,
             }
         }
     }
 
     /// A frame already queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Queued> {
-        if self.shared.overflowed.load(Ordering::Acquire) {
-            return None;
+        match self.take() {
+            Take::Frame(frame) => Some(frame),
+            Take::Empty | Take::Ended => None,
         }
-        let queued = self.rx.try_recv().ok()?;
-        self.shared
-            .queued_bytes
-            .fetch_sub(queued.frame.len(), Ordering::AcqRel);
-        Some(queued)
     }
 
     pub fn overflowed(&self) -> bool {
-        self.shared.overflowed.load(Ordering::Acquire)
+        self.shared.lock().overflowed
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.shared.lock().conn_gone = true;
     }
 }
 
@@ -167,5 +227,41 @@ mod tests {
         assert_eq!((got.frame.as_str(), got.at), ("abc", now));
         assert!(out.offer(&f, now));
         assert!(!out.offer(&f, now), "6 bytes exceed 5");
+    }
+
+    #[tokio::test]
+    async fn frames_come_in_order_then_the_end_when_the_hub_lets_go() {
+        let (out, mut inbox) = channel(QueueLimits {
+            frames: 10,
+            bytes: 1000,
+        });
+        let waiter = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(q) = inbox.recv().await {
+                got.push(q.frame.to_string());
+            }
+            got
+        });
+        for text in ["1", "2", "3"] {
+            assert!(out.offer(&Utf8Bytes::from(text.to_owned()), Instant::now()));
+            tokio::task::yield_now().await;
+        }
+        assert!(!out.is_closed());
+        drop(out);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, ["1", "2", "3"]);
+    }
+
+    #[test]
+    fn a_dropped_inbox_closes_the_outbox() {
+        let (out, inbox) = channel(QueueLimits {
+            frames: 1,
+            bytes: 10,
+        });
+        drop(inbox);
+        assert!(out.is_closed());
     }
 }

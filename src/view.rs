@@ -23,17 +23,11 @@ pub struct CustomerCursor {
     pub messages_shown: u64,
 }
 
-/// Fields of a message a customer may see (besides `from`, reduced apart).
-/// `url` is the content of a `PushUrl` line (SendUrl).
-const MESSAGE_FIELDS: [&str; 7] = [
-    "index",
-    "type",
-    "visibility",
-    "text",
-    "url",
-    "timestamp",
-    "timestampSeconds",
-];
+/// Fields of a message a customer may see: `index`, `type`, `visibility`
+/// and `text` (typed fields of [`Message`]), `from` (reduced apart), and
+/// these, taken from the message's other fields. `url` is the content of a
+/// `PushUrl` line (SendUrl).
+const MESSAGE_EXTRA_FIELDS: [&str; 3] = ["url", "timestamp", "timestampSeconds"];
 
 /// The customer view of `n`, or `None` when it is empty or unchanged.
 /// Advances `cursor` only when a view is produced.
@@ -126,17 +120,25 @@ pub fn project_messages(messages: &[Message], first_index: u64) -> Vec<Value> {
         .collect()
 }
 
+/// Built field by field from the allow-list, without serializing the whole
+/// message first (that was most of the projection's cost).
 fn project_message(m: &Message, index: u64) -> Value {
-    let full = serde_json::to_value(m).unwrap_or_default();
     let mut out = Map::new();
-    if let Value::Object(full) = full {
-        for key in MESSAGE_FIELDS {
-            if let Some(v) = full.get(key) {
-                out.insert(key.into(), v.clone());
-            }
+    out.insert("index".into(), Value::from(index));
+    out.insert("type".into(), Value::String(m.kind.clone()));
+    let visibility = match m.visibility {
+        Visibility::All => "All",
+        Visibility::Agents => "Agents",
+    };
+    out.insert("visibility".into(), Value::from(visibility));
+    if let Some(text) = &m.text {
+        out.insert("text".into(), Value::String(text.clone()));
+    }
+    for key in MESSAGE_EXTRA_FIELDS {
+        if let Some(v) = m.extra.get(key) {
+            out.insert(key.into(), v.clone());
         }
     }
-    out.insert("index".into(), Value::from(index));
     if let Some(from) = &m.from {
         out.insert("from".into(), reduce_participant(from));
     }
@@ -215,5 +217,22 @@ mod tests {
         assert!(!view.to_string().contains("secret"));
         assert!(view.get("referenceId").is_none());
         assert_eq!(cursor.messages_shown, 5);
+    }
+
+    #[test]
+    fn a_projected_message_keeps_exactly_the_allow_list_in_order() {
+        let n = Notification::parse(
+            r#"{"notificationType":"NewMessages","messageType":"MessageLogUpdated",
+                "facebooksessionPath":"/facebooksessions/s1",
+                "messages":[{"secret":1,"timestampSeconds":2,"from":{"participantId":"p","id":"p",
+                  "type":"Customer","nickname":"n","visibility":"All","uri":"u"},
+                  "text":"hi","url":"https://x","visibility":"All","type":"Text","index":9,"timestamp":"t"}]}"#,
+        )
+        .unwrap();
+        let view = customer_view(&n, &mut CustomerCursor::default()).unwrap();
+        assert_eq!(
+            view["messages"][0].to_string(),
+            r#"{"index":1,"type":"Text","visibility":"All","text":"hi","url":"https://x","timestamp":"t","timestampSeconds":2,"from":{"participantId":"p","nickname":"n","type":"Customer"}}"#
+        );
     }
 }

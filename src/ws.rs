@@ -33,9 +33,11 @@ pub const MAX_CLIENT_TEXT: usize = 4096;
 /// tungstenite's own message and frame limits: low, the server receives
 /// almost nothing (a bigger frame fails the read and closes the socket).
 const MAX_CLIENT_MESSAGE: usize = 64 << 10;
-/// tungstenite's read buffer (default 128 KiB, zero-filled, so resident):
-/// the server reads almost nothing, pongs and closes.
-pub const READ_BUFFER: usize = 4096;
+/// tungstenite's read buffer (default 128 KiB): it is zero-filled at the
+/// first read, so all of it is resident for every connection. The server
+/// reads almost nothing (pongs and closes fit in one read; a larger client
+/// frame grows the buffer for itself).
+pub const READ_BUFFER: usize = 512;
 /// Bytes of frames gathered before a write to the socket.
 pub const WRITE_BUFFER: usize = 4096;
 /// Frames sent per flush when several are queued.
@@ -104,7 +106,9 @@ pub async fn ws_handler(
         .metrics
         .connections_opened
         .inc(principal.role.as_str());
-    let span = tracing::info_span!("conn", role = principal.role.as_str(), sub = %principal.sub,
+    // Debug level: nothing in this module logs above it, and an enabled
+    // span keeps its formatted fields for the connection's whole life.
+    let span = tracing::debug_span!("conn", role = principal.role.as_str(), sub = %principal.sub,
         session = principal.session.as_deref().unwrap_or(""));
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -221,15 +225,21 @@ impl Connection {
                 .saturating_add(self.state.auth.leeway_secs()),
         );
         let shutdown = self.state.shutdown.clone();
+        // The deadlines are made once and pinned, not remade at every turn
+        // of the loop: each turn then costs no timer or waiter registration.
+        let cancelled = shutdown.cancelled();
+        let expiry = sleep_until(expires);
+        let pong_deadline = sleep_until(far_future());
+        tokio::pin!(cancelled, expiry, pong_deadline);
+        let mut awaiting_pong = false;
         let mut heartbeat =
             tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
-        let mut pong_deadline: Option<Instant> = None;
         loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return End::Close(close::GOING_AWAY, "server shutting down"),
-                () = sleep_until(expires) => return End::Close(close::TOKEN_EXPIRED, "token expired"),
-                () = sleep_until(pong_deadline.unwrap_or_else(far_future)), if pong_deadline.is_some() => {
+                () = &mut cancelled => return End::Close(close::GOING_AWAY, "server shutting down"),
+                () = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
+                () = &mut pong_deadline, if awaiting_pong => {
                     tracing::debug!("no pong in time");
                     return End::Peer;
                 }
@@ -241,24 +251,16 @@ impl Connection {
                             End::Close(close::INTERNAL, "stream ended")
                         };
                     };
-                    let mut batch = vec![frame];
-                    while batch.len() < SEND_BATCH {
-                        match self.attachment.inbox.try_recv() {
-                            Some(f) => batch.push(f),
-                            None => break,
-                        }
-                    }
-                    if !self.send_batch(batch.iter().map(|q| q.frame.clone())).await {
+                    if !self.send_queued(frame).await {
                         return End::Peer;
                     }
-                    self.observe_latency(&batch);
                 }
                 msg = self.socket.recv() => match msg {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End::Peer,
                     Some(Ok(Message::Text(t))) if t.len() > MAX_CLIENT_TEXT => {
                         return End::Close(close::TOO_BIG, "client text frames are limited to 4 KiB");
                     }
-                    Some(Ok(Message::Pong(_))) => pong_deadline = None,
+                    Some(Ok(Message::Pong(_))) => awaiting_pong = false,
                     // Pings are answered by the library; other frames are ignored.
                     Some(Ok(_)) => {}
                 },
@@ -269,21 +271,12 @@ impl Connection {
                     {
                         return End::Peer;
                     }
-                    pong_deadline.get_or_insert(Instant::now() + pong_timeout);
+                    if !awaiting_pong {
+                        awaiting_pong = true;
+                        pong_deadline.as_mut().reset(Instant::now() + pong_timeout);
+                    }
                 }
             }
-        }
-    }
-
-    /// Records, for each live frame just written, the time since the hub
-    /// took its notification off the bus.
-    fn observe_latency(&self, written: &[Queued]) {
-        let now = std::time::Instant::now();
-        for q in written {
-            self.state
-                .metrics
-                .delivery_latency
-                .observe(now.saturating_duration_since(q.at));
         }
     }
 
@@ -296,6 +289,31 @@ impl Connection {
             timeout(self.write_timeout, self.socket.send(msg)).await,
             Ok(Ok(()))
         )
+    }
+
+    /// Writes `first` and the frames queued behind it (up to a batch) with
+    /// one flush, taking them off the queue as they go: no buffer per batch.
+    async fn send_queued(&mut self, first: Queued) -> bool {
+        let socket = &mut self.socket;
+        let inbox = &mut self.attachment.inbox;
+        let metrics = &self.state.metrics;
+        let write = async move {
+            let mut next = Some(first);
+            let mut fed = 0;
+            while let Some(queued) = next.take() {
+                socket.feed(Message::Text(queued.frame)).await?;
+                // Delivery latency: from the hub taking the notification
+                // off the bus to its frame handed to the socket (the flush
+                // of this batch follows at once).
+                metrics.delivery_latency.observe(queued.at.elapsed());
+                fed += 1;
+                if fed < SEND_BATCH {
+                    next = inbox.try_recv();
+                }
+            }
+            socket.flush().await
+        };
+        matches!(timeout(self.write_timeout, write).await, Ok(Ok(())))
     }
 
     /// Writes several frames with one flush.
