@@ -390,14 +390,29 @@ function renderTyping() {
   if (line.textContent !== text) line.textContent = text;
 }
 
+/**
+ * Operations a consulting agent is not offered: `capabilities` belong to
+ * the session's state (one notification serves every agent), but a
+ * consultant is invisible to the customer and takes no step the customer
+ * would see; the originator transfers, the consultant may leave.
+ */
+const NOT_FOR_CONSULTANTS = new Set([
+  "SendMessage", "SendUrl", "SendStartTypingNotification", "SendStopTypingNotification",
+  "Transfer", "Invite", "Consult", "Complete", "RemoveParticipantFromConference",
+]);
+
+/** What I may do in this session now. */
 function capabilitiesOf(view) {
-  return new Set(myParticipant(view) ? view.session.capabilities || [] : []);
+  const me = myParticipant(view);
+  if (!me) return new Set();
+  const caps = view.session.capabilities || [];
+  return new Set(me.visibility === "Agents" ? caps.filter((c) => !NOT_FOR_CONSULTANTS.has(c)) : caps);
 }
 
 function renderComposer(view) {
   const caps = capabilitiesOf(view);
   const me = myParticipant(view);
-  const canAll = caps.has("SendMessage") && me?.visibility !== "Agents";
+  const canAll = caps.has("SendMessage");
   const canAgents = caps.has("SendToAgents");
   const all = document.querySelector('input[name="audience"][value="All"]');
   const agents = document.querySelector('input[name="audience"][value="Agents"]');
