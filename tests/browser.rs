@@ -57,3 +57,17 @@ async fn run_scenario(scenario: &str) {
 async fn seed_consult_through_ingest_in_the_browser() {
     run_scenario("seed").await;
 }
+
+/// Customer, agent and consultant in three browser contexts: consult,
+/// agent-only talk and typing, transfer; screenshots mid-consult.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consult_and_transfer_in_the_browser() {
+    run_scenario("consult").await;
+}
+
+/// A chat started from the widget: cut sockets resume with `since`, a
+/// reload starts from the snapshot; no line lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_loses_and_doubles_nothing_in_the_browser() {
+    run_scenario("reconnect").await;
+}

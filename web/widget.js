@@ -138,7 +138,7 @@ function lineOf(m) {
   const url = d.url && safeUrl(d.url);
   return el("li", { class: `bubble bubble-${kind}`, dataset: { index: String(m.index), type: m.type } },
     d.event
-      ? el("span", { class: "bubble-text" }, `${d.who} ${d.text}`)
+      ? el("span", { class: "bubble-text" }, `${mine ? "You" : d.who} ${d.text}`)
       : [
         el("span", { class: "bubble-meta" }, el("span", { class: "line-who" }, mine ? "You" : d.who), " ", el("time", {}, clock(m))),
         el("span", { class: "bubble-text" }, url ? el("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, d.text) : d.text),
