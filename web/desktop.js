@@ -564,7 +564,10 @@ function wireActions() {
 
 function initials(name) {
   const parts = String(name || "?").replace(/[^\p{L}\p{N} ]/gu, " ").trim().split(/\s+/);
-  const letters = parts.length > 1 ? parts[0][0] + parts[1][0] : (parts[0] || "?").slice(0, 2);
+  const one = parts[0] || "?";
+  // "Agent2" -> "A2": a trailing number tells such names apart.
+  const digit = /\d$/.test(one) && one.length > 1 ? one[0] + one.at(-1) : one.slice(0, 2);
+  const letters = parts.length > 1 ? parts[0][0] + parts[1][0] : digit;
   return letters.toUpperCase();
 }
 

@@ -68,6 +68,7 @@ function openChat(chat) {
   state.left = false;
   $("start").hidden = true;
   $("chat").hidden = false;
+  $("conn").hidden = false;
   $("restart").hidden = true;
   $("leave").hidden = false;
   $("transcript").replaceChildren();
@@ -213,6 +214,7 @@ function restart() {
   $("start").hidden = false;
   $("first-message").value = "";
   setConn("idle", "Not connected");
+  $("conn").hidden = true;
   $("widget-sub").textContent = "We usually answer within a minute.";
   $("nickname").focus();
 }

@@ -87,6 +87,8 @@ async function openPage(browser, url, { viewport = { width: 1360, height: 820 },
   page.on("websocket", (ws) => ws.on("framereceived", (f) => frames.push(String(f.payload))));
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
+  // Console errors too: a refused request, a content security policy violation.
+  page.on("console", (m) => m.type() === "error" && errors.push(`console: ${m.text()}`));
   await page.goto(url);
   return { page, context, frames, errors };
 }
@@ -418,6 +420,19 @@ async function consultScenario(browser, base) {
   await waitLine(customer.page, "I am taking over");
   check((await everything(customer)).includes("Agent2"), "the customer does not see the consultant after the transfer");
   await assertNeverShown(customer, secrets, "after the transfer");
+
+  // The new owner wraps up: user data, disposition, complete.
+  await consultant.page.fill("#ud-key", "OrderId");
+  await consultant.page.fill("#ud-value", "A-1042");
+  await consultant.page.press("#ud-value", "Enter");
+  await waitText(consultant.page, "#userdata", "A-1042");
+  await consultant.page.fill("#disposition-input", "Refund issued");
+  await consultant.page.press("#disposition-input", "Enter");
+  await waitText(consultant.page, "#op-result", "SetDisposition: done");
+  await consultant.page.click("#end-ops [data-op=Complete]");
+  await waitText(consultant.page, "#conv-state", "Completed");
+  await waitText(customer.page, "#widget-sub", "This chat has ended");
+  await assertNeverShown(customer, ["A-1042", "OrderId", "Refund issued"], "(user data and disposition)");
 
   // Not even a gap in the customer's numbering (typing takes indices too,
   // so the raw frames are checked, not the lines).
