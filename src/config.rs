@@ -23,6 +23,13 @@ pub enum RoleSetting {
     Engine,
 }
 
+impl RoleSetting {
+    /// Whether this process runs a hub and serves `/ws`.
+    pub fn serves_clients(self) -> bool {
+        matches!(self, RoleSetting::All | RoleSetting::Gateway)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Human,
@@ -74,6 +81,10 @@ pub struct Config {
     /// Process role.
     #[arg(long, env = "CHATGATE_ROLE", value_enum, default_value = "all")]
     pub role: RoleSetting,
+
+    /// Limits and timings of the NATS JetStream bus.
+    #[command(flatten)]
+    pub nats: NatsSettings,
 
     /// TOML file with the agents and queues; a demo directory without it.
     #[arg(long, env = "CHATGATE_DIRECTORY")]
@@ -202,6 +213,56 @@ impl Config {
                 self.listen
             ));
         }
+        if self.bus.is_none() && self.role != RoleSetting::All {
+            return Err(format!(
+                "CHATGATE_ROLE={} needs CHATGATE_BUS=nats://host:port: with the in-memory bus one process is both engine and gateway (role all)",
+                self.role.to_possible_value().map_or("?".into(), |v| v.get_name().to_owned())
+            ));
+        }
         Ok(())
     }
+}
+
+/// The NATS JetStream bus's limits and timings (used with `CHATGATE_BUS`).
+#[derive(Debug, Clone, Args)]
+pub struct NatsSettings {
+    /// Seconds an event stays in the stream (JetStream max_age).
+    #[arg(long, env = "CHATGATE_NATS_MAX_AGE_SECS", default_value_t = 86_400)]
+    pub nats_max_age_secs: u64,
+
+    /// Bytes the stream may hold; beyond, the oldest events are discarded.
+    #[arg(long, env = "CHATGATE_NATS_MAX_BYTES", default_value_t = 1 << 30)]
+    pub nats_max_bytes: i64,
+
+    /// Events kept per session (per subject); beyond, its oldest are discarded.
+    #[arg(
+        long,
+        env = "CHATGATE_NATS_MAX_MSGS_PER_SESSION",
+        default_value_t = 10_000
+    )]
+    pub nats_max_msgs_per_session: i64,
+
+    /// Replicas of the stream and buckets (in a clustered NATS).
+    #[arg(long, env = "CHATGATE_NATS_REPLICAS", default_value_t = 1)]
+    pub nats_replicas: usize,
+
+    /// Seconds within which a publish retried with the same Idempotency-Key is stored once.
+    #[arg(
+        long,
+        env = "CHATGATE_NATS_DUPLICATE_WINDOW_SECS",
+        default_value_t = 120
+    )]
+    pub nats_duplicate_window_secs: u64,
+
+    /// Seconds to wait for NATS to acknowledge a publish or answer a request.
+    #[arg(long, env = "CHATGATE_NATS_TIMEOUT_SECS", default_value_t = 5)]
+    pub nats_timeout_secs: u64,
+
+    /// Seconds between two checkpoints of the gateway's session states.
+    #[arg(long, env = "CHATGATE_CHECKPOINT_SECS", default_value_t = 5)]
+    pub checkpoint_secs: u64,
+
+    /// Milliseconds a gateway waits to catch up with a resume id it has not reached yet.
+    #[arg(long, env = "CHATGATE_RESUME_WAIT_MS", default_value_t = 2_000)]
+    pub resume_wait_ms: u64,
 }

@@ -47,8 +47,18 @@ pub struct AppState {
 impl AppState {
     /// Publishes a batch to the bus, counting it by source.
     pub async fn publish(&self, batch: Vec<Notification>, source: &str) -> Result<(), AppError> {
+        self.publish_keyed(batch, source, None).await
+    }
+
+    /// [`AppState::publish`] with an idempotency key (see `Bus::publish_keyed`).
+    pub async fn publish_keyed(
+        &self,
+        batch: Vec<Notification>,
+        source: &str,
+        key: Option<&str>,
+    ) -> Result<(), AppError> {
         let n = batch.len();
-        self.bus.publish(batch).await.map_err(|e| {
+        self.bus.publish_keyed(batch, key).await.map_err(|e| {
             self.metrics.bus_publish_errors.inc();
             AppError::Bus(e)
         })?;
@@ -128,8 +138,11 @@ pub fn authenticate(
 /// Every route of the process: the gateway's, and the engine's when it runs one.
 pub fn router(state: SharedState) -> Router {
     let ingest_limit = state.config.ingest_max_bytes;
-    let mut router = Router::new()
-        .route("/ws", get(crate::ws::ws_handler))
+    let mut router = Router::new();
+    if state.config.role.serves_clients() {
+        router = router.route("/ws", get(crate::ws::ws_handler));
+    }
+    router = router
         .route(
             "/upstream/events",
             post(crate::ingest::post_events)

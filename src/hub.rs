@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::model::{Notification, CHANNEL};
@@ -120,6 +121,10 @@ struct SessionEntry {
     seq_floor: u64,
     /// Every customer frame with a customer id above this is retained.
     customer_floor: u64,
+    /// The last bus sequence reflected in `state`: the last applied, or the
+    /// one a restored checkpoint covers (later deliveries at or below it are
+    /// skipped).
+    applied: u64,
     last_activity: Instant,
 }
 
@@ -140,8 +145,18 @@ struct Inner {
     connections: usize,
 }
 
+/// One session's state and the last bus sequence it reflects: what a
+/// gateway saves so that another can start from it (see `bus::nats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionCheckpoint {
+    pub seq: u64,
+    pub state: SessionState,
+}
+
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// The last sequence dispatched, for waiters (`wait_for`).
+    dispatched: watch::Sender<u64>,
     config: HubConfig,
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
@@ -152,6 +167,7 @@ impl Hub {
     pub fn new(config: HubConfig, max_connections: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner::default()),
+            dispatched: watch::Sender::new(0),
             config,
             metrics,
             next_conn: AtomicU64::new(1),
@@ -198,6 +214,7 @@ impl Hub {
         }
         let hub_floor = *inner.seq_floor.get_or_insert(seq - 1);
         inner.last_seq = seq;
+        self.dispatched.send_replace(seq);
         let now = Instant::now();
         // Looked up before inserting: the entry API would allocate the key
         // for every notification.
@@ -207,6 +224,7 @@ impl Hub {
                 retained: VecDeque::new(),
                 seq_floor: hub_floor,
                 customer_floor: 0,
+                applied: 0,
                 last_activity: now,
             };
             inner.sessions.insert(session_id.to_owned(), entry);
@@ -214,6 +232,11 @@ impl Hub {
         let Some(entry) = inner.sessions.get_mut(session_id) else {
             return;
         };
+        if seq <= entry.applied {
+            // Already in the checkpoint this session was restored from.
+            return;
+        }
+        entry.applied = seq;
         let applied = entry.state.apply(n, self.config.log_limit);
         entry.last_activity = now;
 
@@ -385,6 +408,101 @@ impl Hub {
                 sessions.remove(&id);
                 !sessions.is_empty()
             });
+        }
+    }
+
+    /// Waits up to `wait` until this hub has dispatched what `since` (a
+    /// resume id `party` was given, possibly by another gateway of the same
+    /// bus) refers to, so that a resume on a gateway a little behind
+    /// another one still finds every frame. Returns at once when it has.
+    pub async fn wait_for(&self, party: &Party, since: &str, wait: Duration) {
+        let mut dispatched = self.dispatched.subscribe();
+        let reached = |hub: &Hub| -> bool {
+            let inner = hub.lock();
+            match party {
+                Party::Customer { session, .. } => since.parse::<u64>().map_or(true, |s| {
+                    inner
+                        .sessions
+                        .get(session)
+                        .is_some_and(|e| e.state.customer_seq >= s)
+                }),
+                Party::Agent(_) | Party::Supervisor => {
+                    let covered = since.split(':').next().unwrap_or_default();
+                    covered.parse::<u64>().map_or(true, |s| inner.last_seq >= s)
+                }
+            }
+        };
+        let _ = tokio::time::timeout(wait, async {
+            while !reached(self) {
+                if dispatched.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The sessions `select(session id, last sequence)` picks, as
+    /// checkpoints, with the last sequence dispatched: every session this
+    /// hub knows with activity up to it is reflected.
+    pub fn checkpoints(
+        &self,
+        mut select: impl FnMut(&str, u64) -> bool,
+    ) -> (u64, Vec<SessionCheckpoint>) {
+        let inner = self.lock();
+        let picked = inner
+            .sessions
+            .iter()
+            .filter(|(id, e)| select(id, e.applied))
+            .map(|(_, e)| SessionCheckpoint {
+                seq: e.applied,
+                state: e.state.clone(),
+            })
+            .collect();
+        (inner.last_seq, picked)
+    }
+
+    /// Whether this hub knows the session (it is purged once ended and idle).
+    pub fn has_session(&self, id: &str) -> bool {
+        self.lock().sessions.contains_key(id)
+    }
+
+    /// Starts this hub from saved checkpoints instead of the bus's whole
+    /// history: the next delivery expected is `watermark + 1`, and each
+    /// session skips the deliveries its checkpoint already covers. Nothing
+    /// at or below `watermark` can be replayed to a resuming client (they
+    /// get a snapshot). Meant for a hub that has dispatched nothing yet;
+    /// sessions it already knows are kept as they are.
+    pub fn restore(&self, watermark: u64, checkpoints: Vec<SessionCheckpoint>) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.last_seq = inner.last_seq.max(watermark);
+        let floor = inner.last_seq;
+        inner.seq_floor = Some(inner.seq_floor.map_or(floor, |f| f.max(floor)));
+        self.dispatched.send_replace(floor);
+        for cp in checkpoints {
+            if inner.sessions.contains_key(&cp.state.id) {
+                continue;
+            }
+            let id = cp.state.id.clone();
+            for agent in &cp.state.agents {
+                inner
+                    .agent_sessions
+                    .entry(agent.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            inner.sessions.insert(
+                id,
+                SessionEntry {
+                    customer_floor: cp.state.customer_seq,
+                    state: cp.state,
+                    retained: VecDeque::new(),
+                    seq_floor: floor.max(cp.seq),
+                    applied: cp.seq,
+                    last_activity: now,
+                },
+            );
         }
     }
 

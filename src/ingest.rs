@@ -4,6 +4,8 @@
 //! and its all-or-nothing rule: every item is validated before anything is
 //! published, and one bad item rejects the batch with HTTP 400 naming the
 //! item and the reason. Accepted batches go to the bus like the engine's.
+//! An `Idempotency-Key` header (up to 128 printable characters) makes a
+//! retried batch be stored once on the NATS bus.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -114,9 +116,23 @@ pub async fn post_events(
         state.metrics.ingest_rejects.inc();
         AppError::BadRequest(e.to_string())
     })?;
+    let key = idempotency_key(&headers).map_err(AppError::BadRequest)?;
     let accepted = batch.len();
-    state.publish(batch, "ingest").await?;
+    state.publish_keyed(batch, "ingest", key).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
+}
+
+/// The `Idempotency-Key` header, if any.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, String> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k))
+        }
+        _ => Err("Idempotency-Key: 1 to 128 printable ASCII characters".into()),
+    }
 }
 
 #[cfg(test)]

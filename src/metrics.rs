@@ -200,6 +200,7 @@ pub struct Metrics {
     pub ingest_rejects: Counter,
     pub bus_publish_errors: Counter,
     pub bus_reconnects: Counter,
+    pub bus_events_skipped: Counter,
     pub connections_opened: LabeledCounter,
     pub connections_closed: LabeledCounter,
     pub auth_rejects: LabeledCounter,
@@ -293,6 +294,11 @@ impl Metrics {
             "Publishes the bus did not acknowledge",
         );
         let bus_reconnects = counter(&mut registry, "bus_reconnects", "Reconnections to the bus");
+        let bus_events_skipped = counter(
+            &mut registry,
+            "bus_events_skipped",
+            "Malformed events of the bus stream, logged and skipped",
+        );
         let auth_rejects = labeled(
             &mut registry,
             "auth_rejects",
@@ -326,6 +332,7 @@ impl Metrics {
             ingest_rejects,
             bus_publish_errors,
             bus_reconnects,
+            bus_events_skipped,
             connections_opened,
             connections_closed,
             auth_rejects,

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, ClaimChecks};
 use crate::bus::memory::MemoryBus;
-use crate::bus::{Bus, Delivery};
+use crate::bus::nats::NatsBus;
+use crate::bus::{Bus, Feed};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::http::{router, AppState, SharedState};
@@ -31,7 +31,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(15);
 pub struct Server {
     pub state: SharedState,
     listener: TcpListener,
-    deliveries: mpsc::Receiver<Delivery>,
+    feed: Feed,
 }
 
 impl Server {
@@ -52,10 +52,14 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.hub(), config.max_connections, metrics.clone());
         let address_limiter = AddressLimiter::new(config.max_connections_per_address);
-        if config.bus.is_some() {
-            return Err("CHATGATE_BUS: only the in-memory bus is built in this version".into());
-        }
-        let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);
+        let (bus, feed) = if config.bus.is_some() {
+            let bus = NatsBus::connect(&config, metrics.clone()).await?;
+            let feed = bus.feed(&config, &hub, metrics.clone()).await?;
+            (Bus::Nats(Box::new(bus)), feed)
+        } else {
+            let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);
+            (Bus::Memory(bus), Feed::Memory(deliveries))
+        };
         let engine = if config.runs_engine() {
             let base = match &config.public_url {
                 Some(url) => url.clone(),
@@ -72,7 +76,7 @@ impl Server {
             config,
             auth,
             hub,
-            bus: Bus::Memory(bus),
+            bus,
             address_limiter,
             metrics,
             engine,
@@ -82,7 +86,7 @@ impl Server {
         Ok(Self {
             state,
             listener,
-            deliveries,
+            feed,
         })
     }
 
@@ -94,9 +98,10 @@ impl Server {
         let Server {
             state,
             listener,
-            deliveries,
+            feed,
         } = self;
-        let dispatcher = tokio::spawn(dispatch(state.hub.clone(), deliveries));
+        let feed_ends_on_shutdown = matches!(feed, Feed::Nats(_));
+        let mut dispatcher = tokio::spawn(feed.run(state.hub.clone(), state.shutdown.clone()));
         let sweeper = tokio::spawn(sweep(state.hub.clone(), state.shutdown.clone()));
         if let Some(engine) = &state.engine {
             tokio::spawn(engine.clone().sweep_until(state.shutdown.clone()));
@@ -125,16 +130,13 @@ impl Server {
         {
             tracing::warn!("connections still open at the shutdown deadline");
         }
+        if feed_ends_on_shutdown {
+            // Let it save a last checkpoint.
+            let _ = tokio::time::timeout(Duration::from_secs(3), &mut dispatcher).await;
+        }
         dispatcher.abort();
         sweeper.abort();
         result
-    }
-}
-
-/// Feeds the hub in bus order.
-async fn dispatch(hub: Arc<Hub>, mut deliveries: mpsc::Receiver<Delivery>) {
-    while let Some(d) = deliveries.recv().await {
-        hub.dispatch(d.seq, &d.notification);
     }
 }
 

@@ -91,6 +91,11 @@ pub async fn ws_handler(
         None => None,
     };
     let party = party_of(&principal);
+    if let (Some(since), Some(_)) = (q.since.as_deref(), &state.config.bus) {
+        // The id may come from another gateway a little ahead of this one.
+        let wait = Duration::from_millis(state.config.nats.resume_wait_ms);
+        state.hub.wait_for(&party, since, wait).await;
+    }
     let attachment = match state.hub.attach(&party, q.since.as_deref()) {
         Ok(a) => a,
         Err(e @ AttachError::NotTheCustomer) => {

@@ -11,12 +11,20 @@
 //! - A delivery may be repeated after a reconnect; the hub ignores a
 //!   sequence it has already dispatched.
 //!
-//! Implementations: [`memory::MemoryBus`] (one process).
+//! Implementations: [`memory::MemoryBus`] (one process) and
+//! [`nats::NatsBus`] (NATS JetStream: many gateways and engines; its
+//! module doc says how gateways start, checkpoint and recover).
+//! A [`Feed`] is what drives this process's hub from the bus.
 
 pub mod memory;
+pub mod nats;
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
 use crate::model::Notification;
 
 /// One notification as delivered to the gateway.
@@ -38,12 +46,27 @@ pub enum BusError {
 #[derive(Clone)]
 pub enum Bus {
     Memory(memory::MemoryBus),
+    Nats(Box<nats::NatsBus>),
 }
 
 impl Bus {
     pub async fn publish(&self, batch: Vec<Notification>) -> Result<(), BusError> {
+        self.publish_keyed(batch, None).await
+    }
+
+    /// Publishes with an idempotency key: on the NATS bus, a batch
+    /// published again with the same key within the duplicate window is
+    /// stored once (each notification is identified as `<key>:<index>`),
+    /// so a caller may retry a publish that failed without duplicating it.
+    /// The in-memory bus cannot fail ambiguously and ignores the key.
+    pub async fn publish_keyed(
+        &self,
+        batch: Vec<Notification>,
+        key: Option<&str>,
+    ) -> Result<(), BusError> {
         match self {
             Bus::Memory(bus) => bus.publish(batch).await,
+            Bus::Nats(bus) => bus.publish(batch, key).await,
         }
     }
 
@@ -51,6 +74,34 @@ impl Bus {
     pub fn is_ready(&self) -> bool {
         match self {
             Bus::Memory(bus) => bus.is_ready(),
+            Bus::Nats(bus) => bus.is_ready(),
+        }
+    }
+}
+
+/// What drives this process's hub, run until shutdown.
+pub enum Feed {
+    /// Deliveries of the in-memory bus.
+    Memory(mpsc::Receiver<Delivery>),
+    /// A gateway's consumption of the JetStream stream (and its
+    /// checkpoints); ends on shutdown, after a last checkpoint.
+    Nats(Box<nats::Feed>),
+    /// Nothing: an engine-only process has no hub to feed.
+    None,
+}
+
+impl Feed {
+    pub async fn run(self, hub: Arc<Hub>, shutdown: CancellationToken) {
+        match self {
+            Feed::Memory(mut deliveries) => {
+                // Until the process ends: publishers in flight at shutdown
+                // must not wait on a full channel.
+                while let Some(d) = deliveries.recv().await {
+                    hub.dispatch(d.seq, &d.notification);
+                }
+            }
+            Feed::Nats(feed) => feed.run(hub, shutdown).await,
+            Feed::None => {}
         }
     }
 }

@@ -3,6 +3,8 @@
 //! so a failure fails instead of hanging.
 #![allow(dead_code)]
 
+pub mod nats;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

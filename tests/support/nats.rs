@@ -1,0 +1,282 @@
+//! A real nats-server with JetStream for one test: a free port on
+//! 127.0.0.1, a temporary store directory, stopped by PID (and the
+//! directory removed) when dropped. It can be killed and restarted on the
+//! same port and store, to test recovery.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chatgate::auth::Role;
+use chatgate::config::RoleSetting;
+use serde_json::{json, Value};
+
+use super::{start, token, Client, TestServer, WAIT};
+
+pub struct NatsServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` and waits until JetStream answers.
+    pub async fn start() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let dir = std::env::temp_dir().join(format!(
+            "chatgate-nats-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = NatsServer {
+            port,
+            dir,
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no clean shutdown) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again, same port and store.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(self.dir.join("nats.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (scripts/test installs it)");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(client) = async_nats::connect(self.url()).await {
+                // JetStream answers its API once it is up.
+                if client.request("$JS.API.INFO", "".into()).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nats-server on port {} did not start",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A chatgate node of `role` on `nats`, checkpointing every second.
+pub async fn node(
+    nats: &NatsServer,
+    role: RoleSetting,
+    tune: impl FnOnce(&mut chatgate::config::Config),
+) -> TestServer {
+    let url = nats.url();
+    start(move |c| {
+        c.bus = Some(url);
+        c.role = role;
+        c.nats.checkpoint_secs = 1;
+        c.nats.nats_timeout_secs = 2;
+        tune(c);
+    })
+    .await
+}
+
+/// A gateway node on `nats`.
+pub async fn gateway(nats: &NatsServer) -> TestServer {
+    node(nats, RoleSetting::Gateway, |_| {}).await
+}
+
+/// A session's ParticipantsUpdated: its customer `c-<sid>` and `agent`,
+/// both visible.
+pub fn session_with(sid: &str, agent: &str) -> Value {
+    json!({
+        "notificationType": "ParticipantsUpdated",
+        "messageType": "FacebooksessionStateChangeMessage",
+        "facebooksession": {
+            "id": sid,
+            "state": "Connected",
+            "participants": [customer_participant(sid), agent_participant(agent)],
+        }
+    })
+}
+
+pub fn customer_participant(sid: &str) -> Value {
+    json!({"participantId": format!("c-{sid}"), "id": format!("c-{sid}"), "type": "Customer",
+           "nickname": "Customer", "visibility": "All"})
+}
+
+pub fn agent_participant(agent: &str) -> Value {
+    json!({"participantId": format!("p-{agent}"), "id": agent, "type": "Agent",
+           "nickname": agent, "visibility": "All", "path": format!("/users/{agent}")})
+}
+
+/// A NewMessages of one text message `text` from the agent.
+pub fn text_message(sid: &str, agent: &str, index: u64, visibility: &str, text: &str) -> Value {
+    json!({
+        "notificationType": "NewMessages",
+        "messageType": "MessageLogUpdated",
+        "facebooksessionPath": format!("/facebooksessions/{sid}"),
+        "messages": [{"index": index, "type": "Text", "from": agent_participant(agent),
+                      "visibility": visibility, "text": text,
+                      "timestamp": "2015-10-20T16:14:41.000+0300", "timestampSeconds": 1445346881000u64}]
+    })
+}
+
+/// Posts `items` to the ingest at `base` with an Idempotency-Key, retrying
+/// (same key) while the answer is 503, up to `WAIT` x 3. Returns how many
+/// attempts were refused with 503.
+pub async fn ingest_retrying(
+    http: &reqwest::Client,
+    base: &str,
+    items: &[Value],
+    key: &str,
+) -> u32 {
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    let token = token(Role::Service, "upstream", None);
+    let mut refused = 0;
+    loop {
+        let resp = http
+            .post(format!("{base}/upstream/events"))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&items)
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            202 => return refused,
+            503 => refused += 1,
+            other => panic!("ingest answered {other}: {}", resp.text().await.unwrap()),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest kept refusing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A party following its stream across connections (and gateways),
+/// resuming with the last id it saw.
+pub struct Follower {
+    token: String,
+    pub last_id: Option<String>,
+    pub frames: Vec<Value>,
+    pub resumes: u32,
+    client: Option<Client>,
+}
+
+impl Follower {
+    pub fn new(role: Role, sub: &str, sid: Option<&str>) -> Self {
+        Follower {
+            token: token(role, sub, sid),
+            last_id: None,
+            frames: Vec::new(),
+            resumes: 0,
+            client: None,
+        }
+    }
+
+    /// Connects to `server`, with `since` after the first time, and
+    /// asserts the resume was honoured.
+    pub async fn attach(&mut self, server: &TestServer) {
+        let client = Client::connect(server.addr, &self.token, self.last_id.as_deref())
+            .await
+            .expect("connect");
+        if self.last_id.is_some() {
+            assert_eq!(
+                client.welcome["resumed"], true,
+                "resume after {:?} refused",
+                self.last_id
+            );
+            self.resumes += 1;
+        }
+        self.client = Some(client);
+    }
+
+    /// Reads notifications until `total` have been seen overall.
+    pub async fn read_until(&mut self, total: usize) {
+        let client = self.client.as_mut().expect("attached");
+        while self.frames.len() < total {
+            let f = client.next_notification().await;
+            self.last_id = f["id"].as_str().map(str::to_owned);
+            self.frames.push(f);
+        }
+    }
+
+    /// Reads what is left until the server closes the connection.
+    pub async fn read_until_closed(&mut self) {
+        let mut client = self.client.take().expect("attached");
+        while let Some(f) = client.next_json().await {
+            if f["type"] == "notification" {
+                self.last_id = f["id"].as_str().map(str::to_owned);
+                self.frames.push(f);
+            }
+        }
+    }
+
+    /// Closes the connection from the client side.
+    pub async fn detach(&mut self) {
+        if let Some(mut client) = self.client.take() {
+            let _ = client.ws.close(None).await;
+        }
+    }
+
+    /// Asserts that nothing arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        self.client
+            .as_mut()
+            .expect("attached")
+            .expect_silence(d)
+            .await;
+    }
+
+    /// The texts of the messages received, in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .filter_map(|f| f["data"]["messages"][0]["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
