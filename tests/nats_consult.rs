@@ -9,7 +9,7 @@ use std::time::Duration;
 use chatgate::auth::Role;
 use chatgate::config::RoleSetting;
 use serde_json::{json, Value};
-use support::nats::{gateway, node, NatsServer};
+use support::nats::{gateway, node, status, wait_status, NatsServer};
 use support::*;
 
 const SID: &str = "0002EaAY01MT007C";
@@ -120,13 +120,8 @@ async fn roles_split_the_routes() {
     let nats = NatsServer::start().await;
     let engine = node(&nats, RoleSetting::Engine, |_| {}).await;
     let gw = gateway(&nats).await;
-    let http = reqwest::Client::new();
-    let status = |url: String| {
-        let http = http.clone();
-        async move { http.get(url).send().await.unwrap().status().as_u16() }
-    };
-    assert_eq!(status(engine.url("/readyz")).await, 200);
-    assert_eq!(status(gw.url("/readyz")).await, 200);
+    wait_status(engine.url("/readyz"), 200).await;
+    wait_status(gw.url("/readyz"), 200).await;
     assert_eq!(
         status(engine.url("/ws")).await,
         404,

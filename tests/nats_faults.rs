@@ -10,31 +10,10 @@ use std::time::Duration;
 use chatgate::auth::Role;
 use chatgate::config::RoleSetting;
 use support::nats::*;
-use support::*;
 
 const SID: &str = "fault-session";
 const AGENT: &str = "agent-f";
 const MESSAGES: u64 = 300;
-
-async fn status(url: String) -> u16 {
-    reqwest::Client::new()
-        .get(url)
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-async fn wait_status(url: String, want: u16) {
-    let deadline = tokio::time::Instant::now() + WAIT * 2;
-    while status(url.clone()).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{url} never answered {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn nats_restart_mid_stream_loses_and_repeats_nothing() {

@@ -162,6 +162,14 @@ impl NatsBus {
             "gateway restored from checkpoints"
         );
         hub.restore(watermark, sessions);
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| format!("cannot read the stream {}: {e}", self.stream))?;
+        if stream.cached_info().state.last_sequence <= hub.last_seq() {
+            self.mark_caught_up();
+        }
         Ok(super::Feed::Nats(Box::new(Feed::new(
             self.clone(),
             checkpoints,
@@ -312,8 +320,12 @@ fn role_name(role: RoleSetting) -> &'static str {
     }
 }
 
-/// Reconnect quickly at first, then every two seconds at most.
+/// Connect at once, reconnect quickly at first, then every two seconds at
+/// most.
 fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
     let exp = u32::try_from(attempts.min(5)).unwrap_or(5);
     Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(2))
 }

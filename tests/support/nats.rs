@@ -280,3 +280,25 @@ impl Follower {
             .collect()
     }
 }
+
+/// The HTTP status of a GET (0 when the server cannot be reached).
+pub async fn status(url: String) -> u16 {
+    reqwest::Client::new()
+        .get(url)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// Waits until a GET of `url` answers `want`.
+pub async fn wait_status(url: String, want: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while status(url.clone()).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
