@@ -8,7 +8,6 @@ mod support;
 use std::io::Write;
 
 use chatgate::auth::Role;
-use chatgate::config::RoleSetting;
 use engine_support::*;
 use serde_json::{json, Value};
 use support::*;
@@ -527,7 +526,9 @@ async fn a_directory_file_replaces_the_demo_and_a_bad_one_refuses_to_start() {
 
 #[tokio::test]
 async fn the_gateway_role_serves_no_engine_route() {
-    let server = start(|c| c.role = RoleSetting::Gateway).await;
+    // Split roles need a shared bus.
+    let nats = support::nats::NatsServer::start().await;
+    let server = support::nats::gateway(&nats).await;
     let (status, _) = send(
         reqwest::Method::POST,
         &server.url("/api/v2/customer/sessions"),
