@@ -66,6 +66,30 @@ async fn fanout_through_chatgate_delivers_every_frame_once() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn fanout_through_the_engine_delivers_every_frame_once() {
+    let server = start(|c| {
+        c.customer_session_rate = 0;
+        c.max_connections_per_address = 0;
+    })
+    .await;
+    let mut a = args(server.addr, Target::Chatgate, std::process::id());
+    a.via = Via::Engine;
+    let reports = fanout::run(&a).await.unwrap();
+    let r = &reports[0];
+    // Each session's customer and the directory agent it was routed to.
+    assert_eq!(r.per_session, 2);
+    assert_eq!(r.notifications, RATE * SECS, "{r:?}");
+    assert_eq!(r.frames_expected, RATE * SECS * 2);
+    assert_eq!(r.frames_delivered, r.frames_expected, "{r:?}");
+    assert_eq!(
+        (r.lost, r.duplicated, r.out_of_order, r.disconnected),
+        (0, 0, 0, 0),
+        "{r:?}"
+    );
+    server.stop().await;
+}
+
 /// The bare reference server, stopped (killed by its PID) when dropped.
 struct Bare(Child);
 

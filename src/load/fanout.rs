@@ -3,13 +3,14 @@
 //! seconds, and every frame accounted for.
 //!
 //! Each notification is one visible message whose text is a probe,
-//! `t=<send time, us> n=<per-session number>`: every party of the session
+//! `t=<send time, us> n=<per-session number> s=<session>`: every party of the session
 //! receives it (the agents unchanged, the customer through its view), so a
 //! receiver knows the latency of each frame and can tell a lost, repeated
 //! or reordered one. Publishing is one request at a time, so upstream order
 //! is the publish order. `--find-max` raises the rate step by step until
 //! p99 passes 50 ms or delivery falls behind, then checks half that rate.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,15 +35,24 @@ use crate::auth::{Authenticator, Role};
 pub enum Via {
     /// NDJSON batches to `POST /upstream/events` (`POST /publish` for bare).
     Ingest,
+    /// The engine's operations: sessions opened through the customer API
+    /// (routed to the directory's agents), each notification a customer's
+    /// SendMessage. The server needs CHATGATE_CUSTOMER_SESSION_RATE=0.
+    Engine,
 }
 
 impl Via {
     fn as_str(self) -> &'static str {
         match self {
             Via::Ingest => "ingest",
+            Via::Engine => "engine",
         }
     }
 }
+
+/// Concurrent operation requests with `--via engine`; a session always
+/// goes through the same one, so its messages stay in order.
+const ENGINE_WORKERS: usize = 32;
 
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
@@ -209,13 +219,19 @@ fn new_histogram() -> Result<Histogram<u64>, String> {
     Histogram::new_with_bounds(1, 600_000_000, 3).map_err(|e| e.to_string())
 }
 
-/// `t=<us> n=<number>` in the `text` of a frame.
-pub fn parse_probe(frame: &str) -> Option<(u64, u64)> {
+/// The probe text: send time (us), number within the session, session.
+fn probe_text(sent_us: u64, n: u64, session: usize) -> String {
+    format!("t={sent_us} n={n} s={session}")
+}
+
+/// `(t, n, s)` of the probe in the `text` of a frame.
+pub fn parse_probe(frame: &str) -> Option<(u64, u64, u64)> {
     const KEY: &str = r#""text":"t="#;
     let rest = &frame[frame.find(KEY)? + KEY.len()..];
     let (t, rest) = leading_number(rest)?;
-    let (n, _) = leading_number(rest.strip_prefix(" n=")?)?;
-    Some((t, n))
+    let (n, rest) = leading_number(rest.strip_prefix(" n=")?)?;
+    let (s, _) = leading_number(rest.strip_prefix(" s=")?)?;
+    Some((t, n, s))
 }
 
 fn leading_number(s: &str) -> Option<(u64, &str)> {
@@ -256,7 +272,8 @@ impl Seen {
 
 /// Reads one party's frames until `stop` or the socket ends.
 async fn receive(mut ws: Ws, shard: usize, tally: Arc<Tally>, stop: CancellationToken) {
-    let mut seen = Seen::default();
+    // Per session: an agent of the engine's directory is in many.
+    let mut seen: HashMap<u64, Seen> = HashMap::new();
     loop {
         let msg = tokio::select! {
             biased;
@@ -265,12 +282,12 @@ async fn receive(mut ws: Ws, shard: usize, tally: Arc<Tally>, stop: Cancellation
         };
         match msg {
             Some(Ok(Message::Text(text))) => {
-                let Some((sent_us, n)) = parse_probe(&text) else {
+                let Some((sent_us, n, session)) = parse_probe(&text) else {
                     continue;
                 };
                 let now = tally.now_us();
                 let _ = lock(&tally.latency[shard]).record(now.saturating_sub(sent_us).max(1));
-                match seen.note(n) {
+                match seen.entry(session).or_default().note(n) {
                     Arrival::InOrder => {}
                     Arrival::Repeated => {
                         tally.duplicated.fetch_add(1, Ordering::AcqRel);
@@ -330,17 +347,34 @@ fn participants_line(names: &Names, s: usize, per_session: u64) -> String {
 }
 
 /// One visible message carrying the probe.
-fn message_notification(session: &str, n: u64, sent_us: u64) -> String {
+fn message_notification(session: &str, n: u64, text: &str) -> String {
     format!(
-        r#"{{"notificationType":"NewMessages","messageType":"MessageLogUpdated","facebooksessionPath":"/facebooksessions/{session}","messages":[{{"index":{n},"type":"Text","visibility":"All","text":"t={sent_us} n={n}"}}]}}"#
+        r#"{{"notificationType":"NewMessages","messageType":"MessageLogUpdated","facebooksessionPath":"/facebooksessions/{session}","messages":[{{"index":{n},"type":"Text","visibility":"All","text":"{text}"}}]}}"#
     )
+}
+
+/// A session opened through the engine's customer API.
+#[derive(Debug, Clone)]
+struct EngineSession {
+    id: String,
+    token: String,
+}
+
+/// Where notifications go.
+enum Upstream {
+    /// NDJSON to chatgate's ingest (with a service token) or the bare server.
+    Batches { url: String, token: Option<String> },
+    /// Customer operations of the engine, at `base`.
+    Engine {
+        base: String,
+        sessions: Vec<EngineSession>,
+    },
 }
 
 /// Sends batches to the server, one request at a time.
 struct Publisher {
     http: reqwest::Client,
-    url: String,
-    token: Option<String>,
+    upstream: Upstream,
     target: Target,
     names: Names,
     /// The last number sent to each session.
@@ -351,13 +385,25 @@ struct Publisher {
 }
 
 impl Publisher {
+    /// Sends the next `count` notifications.
+    async fn send(&mut self, count: u64, sent_us: u64) -> Result<(), String> {
+        if matches!(self.upstream, Upstream::Engine { .. }) {
+            return self.operate(count, sent_us).await;
+        }
+        let body = self.batch(count, sent_us);
+        self.post(body).await
+    }
+
     async fn post(&self, body: String) -> Result<(), String> {
+        let Upstream::Batches { url, token } = &self.upstream else {
+            return Err("no batch upstream".into());
+        };
         let mut req = self
             .http
-            .post(&self.url)
+            .post(url)
             .header("content-type", "application/x-ndjson")
             .body(body);
-        if let Some(t) = &self.token {
+        if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.map_err(|e| format!("publish: {e}"))?;
@@ -369,15 +415,61 @@ impl Publisher {
         Ok(())
     }
 
+    /// The next session, round-robin, and its next number.
+    fn next(&mut self) -> (usize, u64) {
+        let s = self.next_session;
+        self.next_session = (s + 1) % self.numbers.len();
+        self.numbers[s] += 1;
+        (s, self.numbers[s])
+    }
+
+    /// The next `count` customer messages through the engine: requests of
+    /// one session in order, sessions spread over concurrent workers.
+    async fn operate(&mut self, count: u64, sent_us: u64) -> Result<(), String> {
+        let mut lanes: Vec<Vec<(usize, u64)>> = vec![Vec::new(); ENGINE_WORKERS];
+        for _ in 0..count {
+            let (s, n) = self.next();
+            lanes[s % ENGINE_WORKERS].push((s, n));
+        }
+        let Upstream::Engine { base, sessions } = &self.upstream else {
+            return Err("no engine upstream".into());
+        };
+        let http = &self.http;
+        let lanes = lanes
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|lane| async move {
+                for (s, n) in lane {
+                    let session = &sessions[s];
+                    let body = serde_json::json!({
+                        "operationName": "SendMessage",
+                        "text": probe_text(sent_us, n, s),
+                    });
+                    let resp = http
+                        .post(format!("{base}/api/v2/customer/sessions/{}", session.id))
+                        .bearer_auth(&session.token)
+                        .json(&body)
+                        .send()
+                        .await
+                        .map_err(|e| format!("SendMessage: {e}"))?;
+                    if !resp.status().is_success() {
+                        let status = resp.status();
+                        let text = resp.text().await.unwrap_or_default();
+                        return Err(format!("SendMessage refused: {status} {text}"));
+                    }
+                }
+                Ok::<(), String>(())
+            });
+        futures::future::try_join_all(lanes).await.map(|_| ())
+    }
+
     /// The next `count` notifications, round-robin over the sessions.
     fn batch(&mut self, count: u64, sent_us: u64) -> String {
         let mut body = String::with_capacity(count as usize * 256);
         for _ in 0..count {
-            let s = self.next_session;
-            self.next_session = (s + 1) % self.numbers.len();
-            self.numbers[s] += 1;
+            let (s, n) = self.next();
             let session = self.names.session(s);
-            let notification = message_notification(&session, self.numbers[s], sent_us);
+            let notification = message_notification(&session, n, &probe_text(sent_us, n, s));
             match self.target {
                 Target::Chatgate => body.push_str(&notification),
                 Target::Bare => {
@@ -401,6 +493,8 @@ struct Rig {
     tally: Arc<Tally>,
     stop: CancellationToken,
     receivers: Vec<JoinHandle<()>>,
+    /// Frames each notification makes: one per party of its session.
+    frames_per_notification: u64,
 }
 
 impl Rig {
@@ -415,33 +509,46 @@ impl Rig {
             run: rand::random::<u32>() % 1_000_000,
         };
         let server = args.target.addr;
-        let (url, token) = match args.target.target {
-            Target::Chatgate => (
-                format!("http://{server}/upstream/events"),
-                minter
-                    .as_ref()
-                    .map(|m| m.mint(Role::Service, "chatgate-load", None, 86_400)),
-            ),
-            Target::Bare => (format!("http://{server}/publish"), None),
-        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| e.to_string())?;
+        let (upstream, parties, frames_per_notification) = match (args.via, minter.as_ref()) {
+            (Via::Engine, Some(minter)) => {
+                let base = format!("http://{server}");
+                let sessions = open_engine_sessions(&http, &base, args).await?;
+                let parties = engine_parties(&http, &base, minter, &sessions).await?;
+                // The customer and the agent the session was routed to.
+                (Upstream::Engine { base, sessions }, parties, 2)
+            }
+            (Via::Engine, None) => return Err("--via engine needs --target chatgate".into()),
+            (Via::Ingest, _) => {
+                let (url, token) = match args.target.target {
+                    Target::Chatgate => (
+                        format!("http://{server}/upstream/events"),
+                        minter
+                            .as_ref()
+                            .map(|m| m.mint(Role::Service, "chatgate-load", None, 86_400)),
+                    ),
+                    Target::Bare => (format!("http://{server}/publish"), None),
+                };
+                let parties = ingest_parties(args, &names, minter.as_ref());
+                (Upstream::Batches { url, token }, parties, args.per_session)
+            }
+        };
         let mut publisher = Publisher {
             http,
-            url,
-            token,
+            upstream,
             target: args.target.target,
             names,
             numbers: vec![0; args.sessions],
             frame_seq: 0,
             next_session: 0,
         };
-        if args.target.target == Target::Chatgate {
+        if args.target.target == Target::Chatgate && args.via == Via::Ingest {
             announce_sessions(&mut publisher, args).await?;
         }
-        let sockets = connect_parties(args, &publisher.names, minter.as_ref()).await?;
+        let sockets = connect_all(args, parties).await?;
         let tally = Arc::new(Tally::new()?);
         let stop = CancellationToken::new();
         let receivers = sockets
@@ -457,6 +564,7 @@ impl Rig {
             tally,
             stop,
             receivers,
+            frames_per_notification,
         })
     }
 
@@ -471,7 +579,7 @@ impl Rig {
         let started_us = self.tally.now_us();
         let sent = self.publish(rate).await?;
         let publish_secs = started.elapsed().as_secs_f64();
-        let expected = sent * args.per_session;
+        let expected = sent * self.frames_per_notification;
         let drain_secs = self.drain(received0 + expected).await;
         let server1 = procstat::sample_pid(args.target.server_pid)?;
         let self1 = procstat::sample("self")?;
@@ -492,7 +600,7 @@ impl Rig {
             target: args.target.target.as_str(),
             via: args.via.as_str(),
             sessions: args.sessions,
-            per_session: args.per_session,
+            per_session: self.frames_per_notification,
             connections: self.receivers.len(),
             rate_offered: rate,
             duration_secs: args.duration,
@@ -540,8 +648,7 @@ impl Rig {
             let due = ((rate as f64 * started.elapsed().as_secs_f64()) as u64).min(total);
             while sent < due {
                 let count = (due - sent).min(MAX_BATCH);
-                let body = self.publisher.batch(count, self.tally.now_us());
-                self.publisher.post(body).await?;
+                self.publisher.send(count, self.tally.now_us()).await?;
                 sent += count;
             }
         }
@@ -591,15 +698,18 @@ async fn announce_sessions(publisher: &mut Publisher, args: &FanoutArgs) -> Resu
     Ok(())
 }
 
-/// Connects every party: for session s, the customer then agents 1..K.
-async fn connect_parties(
+/// A party to connect: its path (with query) and token.
+type PartySpec = (String, Option<String>);
+
+/// Every party of the ingest scenario: for session s, the customer then
+/// agents 1..K (rooms for the bare server).
+fn ingest_parties(
     args: &FanoutArgs,
     names: &Names,
     minter: Option<&Authenticator>,
-) -> Result<Vec<Ws>, String> {
-    let server: SocketAddr = args.target.addr;
+) -> Vec<PartySpec> {
     let k = args.per_session;
-    let parties: Vec<(String, Option<String>)> = (0..args.sessions)
+    (0..args.sessions)
         .flat_map(|s| (0..k).map(move |j| (s, j)))
         .map(|(s, j)| match (args.target.target, minter) {
             (Target::Chatgate, Some(m)) => {
@@ -617,7 +727,88 @@ async fn connect_parties(
             }
             _ => (format!("/ws?room={}", names.session(s)), None),
         })
+        .collect()
+}
+
+/// Opens `--sessions` sessions through the engine's customer API.
+async fn open_engine_sessions(
+    http: &reqwest::Client,
+    base: &str,
+    args: &FanoutArgs,
+) -> Result<Vec<EngineSession>, String> {
+    let url = format!("{base}/api/v2/customer/sessions");
+    stream::iter(0..args.sessions)
+        .map(|s| {
+            let url = url.clone();
+            async move {
+                let body = serde_json::json!({"nickname": format!("load-{s}"), "message": "hello"});
+                let resp = http
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| format!("open session: {e}"))?;
+                let status = resp.status();
+                let reply: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+                match (reply["sessionId"].as_str(), reply["token"].as_str()) {
+                    (Some(id), Some(token)) if status.is_success() => Ok(EngineSession {
+                        id: id.to_owned(),
+                        token: token.to_owned(),
+                    }),
+                    _ => Err(format!(
+                        "open session refused: {status} {reply} \
+                         (start the server with CHATGATE_CUSTOMER_SESSION_RATE=0)"
+                    )),
+                }
+            }
+        })
+        .buffered(args.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The customers of `sessions` and every agent of the directory.
+async fn engine_parties(
+    http: &reqwest::Client,
+    base: &str,
+    minter: &Authenticator,
+    sessions: &[EngineSession],
+) -> Result<Vec<PartySpec>, String> {
+    let observer = minter.mint(Role::Agent, "chatgate-load", None, 3600);
+    let reply: serde_json::Value = http
+        .get(format!("{base}/api/v2/users"))
+        .bearer_auth(observer)
+        .send()
+        .await
+        .map_err(|e| format!("list users: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("list users: {e}"))?;
+    let agents: Vec<&str> = reply["users"]
+        .as_array()
+        .map(|u| u.iter().filter_map(|a| a["id"].as_str()).collect())
+        .unwrap_or_default();
+    if agents.is_empty() {
+        return Err(format!("the directory lists no agents: {reply}"));
+    }
+    let mut parties: Vec<PartySpec> = sessions
+        .iter()
+        .map(|s| ("/ws".to_owned(), Some(s.token.clone())))
         .collect();
+    parties.extend(agents.into_iter().map(|a| {
+        (
+            "/ws".to_owned(),
+            Some(minter.mint(Role::Agent, a, None, 86_400)),
+        )
+    }));
+    Ok(parties)
+}
+
+/// Connects every party, `--concurrency` handshakes at a time.
+async fn connect_all(args: &FanoutArgs, parties: Vec<PartySpec>) -> Result<Vec<Ws>, String> {
+    let server: SocketAddr = args.target.addr;
     let results: Vec<Result<Ws, String>> = stream::iter(parties.into_iter().enumerate())
         .map(|(i, (path, token))| async move {
             client::connect(
@@ -764,9 +955,9 @@ mod tests {
 
     #[test]
     fn probe_round_trips_through_a_frame() {
-        let n = message_notification("s1", 7, 123_456);
+        let n = message_notification("s1", 7, &probe_text(123_456, 7, 3));
         let frame = format!(r#"{{"type":"notification","id":"9","data":{n}}}"#);
-        assert_eq!(parse_probe(&frame), Some((123_456, 7)));
+        assert_eq!(parse_probe(&frame), Some((123_456, 7, 3)));
         assert_eq!(parse_probe(r#"{"type":"heartbeat"}"#), None);
         let parsed = crate::model::Notification::parse(&n).unwrap();
         assert_eq!(parsed.session_id(), Some("s1"));
