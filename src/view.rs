@@ -34,18 +34,19 @@ const MESSAGE_EXTRA_FIELDS: [&str; 3] = ["url", "timestamp", "timestampSeconds"]
 pub fn customer_view(n: &Notification, cursor: &mut CustomerCursor) -> Option<Value> {
     match n.notification_type {
         NotificationType::NewMessages => {
+            let path = format!("/facebooksessions/{}", n.session_id()?);
             let messages = n.messages.as_deref().unwrap_or_default();
             let shown = project_messages(messages, cursor.messages_shown + 1);
             if shown.is_empty() {
                 return None;
             }
             cursor.messages_shown += shown.len() as u64;
-            Some(json!({
-                "notificationType": "NewMessages",
-                "messageType": n.message_type,
-                "facebooksessionPath": format!("/facebooksessions/{}", n.session_id()?),
-                "messages": shown,
-            }))
+            Some(object([
+                ("notificationType", Value::from("NewMessages")),
+                ("messageType", Value::String(n.message_type.clone())),
+                ("facebooksessionPath", Value::String(path)),
+                ("messages", Value::Array(shown)),
+            ]))
         }
         NotificationType::StatusChange
         | NotificationType::ParticipantsUpdated
@@ -55,15 +56,21 @@ pub fn customer_view(n: &Notification, cursor: &mut CustomerCursor) -> Option<Va
                 return None;
             }
             cursor.last_session = Some(session.clone());
-            Some(json!({
-                "notificationType": n.notification_type,
-                "messageType": n.message_type,
-                "facebooksession": session,
-            }))
+            Some(object([
+                ("notificationType", json!(n.notification_type)),
+                ("messageType", Value::String(n.message_type.clone())),
+                ("facebooksession", session),
+            ]))
         }
         // An Error answers an agent's request; a customer has none to see.
         NotificationType::Error => None,
     }
+}
+
+/// A JSON object of `fields`, in order, the values moved in (`json!` would
+/// serialize each value again: a deep copy of the projected messages).
+fn object<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 /// The session object reduced to what a customer may see.
