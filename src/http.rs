@@ -125,11 +125,14 @@ pub fn authenticate(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let token = bearer_token(authorization, access_token).ok_or(AuthError::Missing);
+    // Refusals are logged by reason only: a token is never logged.
     let principal = token.and_then(|t| state.auth.verify(t)).inspect_err(|e| {
         state.metrics.auth_rejects.inc(e.label());
+        tracing::debug!(reason = e.label(), "authentication refused");
     })?;
     if !roles.contains(&principal.role) {
         state.metrics.auth_rejects.inc(AuthError::WrongRole.label());
+        tracing::debug!(role = principal.role.as_str(), "role refused");
         return Err(AuthError::WrongRole);
     }
     Ok(principal)

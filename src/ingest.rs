@@ -114,11 +114,19 @@ pub async fn post_events(
         .is_some_and(|ct| ct.starts_with("application/x-ndjson"));
     let batch = parse_batch(&body, ndjson).map_err(|e| {
         state.metrics.ingest_rejects.inc();
+        // The reason may quote the body (serde errors do): only the item's
+        // number is logged.
+        let item = match &e {
+            BatchError::Item { item, .. } => *item,
+            BatchError::Empty => 0,
+        };
+        tracing::debug!(item, "ingest batch rejected");
         AppError::BadRequest(e.to_string())
     })?;
     let key = idempotency_key(&headers).map_err(AppError::BadRequest)?;
     let accepted = batch.len();
     state.publish_keyed(batch, "ingest", key).await?;
+    tracing::debug!(accepted, "ingest batch published");
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": accepted }))).into_response())
 }
 

@@ -202,6 +202,11 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> End {
+        tracing::debug!(
+            resumed = self.attachment.resumed,
+            backlog = self.attachment.backlog.len(),
+            "connection opened"
+        );
         let welcome = json!({
             "type": "welcome",
             "role": self.principal.role,
