@@ -161,6 +161,11 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_CUSTOMER_SESSION_RATE", default_value_t = 30)]
     pub customer_session_rate: u32,
 
+    /// Session operations an agent may make per minute (also the burst);
+    /// 0 = unlimited.
+    #[arg(long, env = "CHATGATE_AGENT_OPERATION_RATE", default_value_t = 300)]
+    pub agent_operation_rate: u32,
+
     /// Seconds to wait for connections to close on shutdown.
     #[arg(long, env = "CHATGATE_SHUTDOWN_SECS", default_value_t = 10)]
     pub shutdown_secs: u64,

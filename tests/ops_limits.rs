@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use chatgate::auth::Role;
-use serde_json::json;
+use serde_json::{json, Value};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -165,5 +165,85 @@ async fn an_ingest_body_over_the_limit_is_refused_with_413_and_changes_nothing()
         "messages": [{"index": 1, "type": "Text", "visibility": "All", "text": "hi"}],
     });
     server.ingest_ok(&[small]).await;
+    server.stop().await;
+}
+
+/// POSTs JSON with an optional bearer token: (status, Retry-After, body).
+async fn post_json(url: &str, token: Option<&str>, body: &Value) -> (u16, Option<String>, Value) {
+    let mut req = reqwest::Client::new().post(url).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn customer_session_creation_is_rate_limited_per_address_with_429() {
+    let server = start(|c| c.customer_session_rate = 2).await;
+    let url = server.url("/api/v2/customer/sessions");
+    let body = json!({"nickname": "Ann", "message": "hello"});
+    for _ in 0..2 {
+        let (status, _, reply) = post_json(&url, None, &body).await;
+        assert_eq!(status, 201, "{reply}");
+    }
+    let (status, retry, reply) = post_json(&url, None, &body).await;
+    assert_eq!(status, 429, "{reply}");
+    assert_eq!(reply["statusCode"], 6);
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=30).contains(&retry), "retry after {retry} s");
+    assert_eq!(refusals(&server, "customer_session_rate"), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn agent_operations_are_rate_limited_per_agent_with_429_changing_nothing() {
+    let server = start(|c| c.agent_operation_rate = 3).await;
+    let (status, _, created) = post_json(
+        &server.url("/api/v2/customer/sessions"),
+        None,
+        &json!({"nickname": "Ann", "message": "hello"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let sid = created["sessionId"].as_str().unwrap().to_owned();
+    // The demo directory routes the first session to TestName.
+    let testname = token(Role::Agent, "5e101708f14442c7ab79814bb4f799b2", None);
+    let url = server.url(&format!("/api/v2/me/facebooksessions/{sid}"));
+    let typing = json!({"operationName": "SendStartTypingNotification"});
+    let mut references = Vec::new();
+    for _ in 0..3 {
+        let (status, _, reply) = post_json(&url, Some(&testname), &typing).await;
+        assert_eq!(status, 200, "{reply}");
+        references.push(reply["referenceId"].as_u64().unwrap());
+    }
+    let published = server.state.hub.last_seq();
+    let (status, retry, reply) = post_json(&url, Some(&testname), &typing).await;
+    assert_eq!(status, 429, "{reply}");
+    assert_eq!(reply["statusCode"], 6);
+    assert!(
+        reply["statusMessage"].as_str().unwrap().contains("agent"),
+        "{reply}"
+    );
+    assert!(retry.is_some(), "Retry-After");
+    assert_eq!(refusals(&server, "operation_rate"), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        server.state.hub.last_seq(),
+        published,
+        "nothing was published"
+    );
+
+    // Another agent has a bucket of its own: refused for what it is (not
+    // a participant), not for the first agent's rate.
+    let agent2 = token(Role::Agent, "e2c90c960d3d40c79684818983ceb314", None);
+    let (status, _, reply) = post_json(&url, Some(&agent2), &typing).await;
+    assert_eq!(status, 403, "{reply}");
+    assert_eq!(refusals(&server, "operation_rate"), 1);
     server.stop().await;
 }

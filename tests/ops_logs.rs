@@ -22,10 +22,14 @@ const CUSTOMER: &str = "007356263E140144";
 const TESTNAME: &str = "5e101708f14442c7ab79814bb4f799b2";
 const AGENT2: &str = "e2c90c960d3d40c79684818983ceb314";
 /// Message texts of the scenario: none may reach the logs.
-const TEXTS: [&str; 3] = [
+const TEXTS: [&str; 7] = [
     "my card number is 4111 1111 1111 1111",
     "internal: this customer is a known fraudster",
     "an unparseable secret text",
+    "widget: my address is 1 Secret Street",
+    "widget: and my phone is 555-0100",
+    "agent: thanks, noted your details",
+    "agent to agents: check the refund policy",
 ];
 
 /// The binary, with its output lines forwarded to a channel.
@@ -114,6 +118,20 @@ fn message(index: u64, from: &Value, visibility: &str, text: &str) -> Value {
     })
 }
 
+/// POSTs JSON without a token (the widget's session creation).
+async fn post_anonymous(url: &str, body: &Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
 /// Connects with the token in the query string (as browsers must).
 async fn connect_by_query(addr: std::net::SocketAddr, token: &str) -> Result<Client, u16> {
     let req = format!("ws://{addr}/ws?access_token={token}")
@@ -150,7 +168,6 @@ async fn logs_of_a_full_scenario_hold_no_token_and_no_message_text() {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap();
-    let tokens = [&service, &agent, &consultant, &customer, &foreign, &short];
 
     let pu = sample("consult-participants-updated.json");
     let parts = pu["facebooksession"]["participants"]
@@ -184,8 +201,56 @@ async fn logs_of_a_full_scenario_hold_no_token_and_no_message_text() {
     assert_eq!(short_ws.until_close().await.0, Closed::Code(4001));
     drop(customer_ws);
 
+    // The engine: a customer opens a session from the widget and writes;
+    // the agent answers, to everyone and to agents only.
+    let (status, created) = post_anonymous(
+        &format!("http://{addr}/api/v2/customer/sessions"),
+        &json!({"nickname": "Ann", "message": TEXTS[3]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let widget_token = created["token"].as_str().unwrap().to_owned();
+    let session = created["sessionId"].as_str().unwrap().to_owned();
+    let mut widget_ws = connect_by_query(addr, &widget_token).await.unwrap();
+    let widget_op = format!("http://{addr}/api/v2/customer/sessions/{session}");
+    let op = json!({"operationName": "SendMessage", "text": TEXTS[4]});
+    let (status, reply) = post(
+        &widget_op,
+        &widget_token,
+        &op.to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let agent_op = format!("http://{addr}/api/v2/me/facebooksessions/{session}");
+    for (name, text) in [("SendMessage", TEXTS[5]), ("SendToAgents", TEXTS[6])] {
+        let op = json!({"operationName": name, "text": text});
+        let (status, reply) = post(&agent_op, &agent, &op.to_string(), "application/json").await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let mut widget_texts = Vec::new();
+    while widget_texts.len() < 3 {
+        let frame = widget_ws.next_notification().await;
+        for m in frame["data"]["messages"].as_array().into_iter().flatten() {
+            if m["type"] == "Text" {
+                widget_texts.push(m["text"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert_eq!(widget_texts, [TEXTS[3], TEXTS[4], TEXTS[5]]);
+    drop(widget_ws);
+
     chatgate.stop(&mut log).await;
 
+    let tokens = [
+        &service,
+        &agent,
+        &consultant,
+        &customer,
+        &foreign,
+        &short,
+        &widget_token,
+    ];
     let all = log.join("\n");
     for line in &log {
         let v: Value = serde_json::from_str(line)

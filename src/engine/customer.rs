@@ -33,6 +33,7 @@ use super::{messages, participants, Ctx};
 use super::{new_id, now_ms, Engine};
 use crate::auth::Role;
 use crate::http::{authenticate, SharedState};
+use crate::metrics::refusal;
 use crate::model::{Notification, NotificationType, ParticipantType, Visibility};
 
 /// How long a customer token is valid, in seconds.
@@ -49,6 +50,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), OpError> {
     let engine = engine_of(&state)?;
     if let Err(wait) = engine.limiter.check(peer.ip(), Instant::now()) {
+        state.metrics.refusals.inc(refusal::CUSTOMER_SESSION_RATE);
         let secs = wait.as_secs().max(1);
         return Err(OpError::TooManyRequests(
             format!("too many new sessions from this address; retry in {secs} s"),

@@ -10,7 +10,7 @@
 //! | 3 | 403 | the caller is not a participant of the session, or has the wrong role |
 //! | 4 | 404 | no such session |
 //! | 5 | 401 | missing, bad or expired token |
-//! | 6 | 429 | too many new sessions from this client address |
+//! | 6 | 429 | too many requests: new sessions from one client address, or operations of one agent (`Retry-After` says when to retry) |
 //! | 7 | 503 | the bus did not take the notifications; nothing changed |
 //! | 8 | 409 | a concurrent change could not be reconciled; nothing changed |
 

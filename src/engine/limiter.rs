@@ -1,22 +1,23 @@
-//! Rate limit of anonymous session creation: a token bucket per client
-//! address.
+//! Rate limits: a token bucket per key. Keys are client addresses for
+//! anonymous session creation, agent ids for agents' operations.
 //!
-//! Each address may start `per_minute` sessions in a burst, then one more
+//! Each key may make `per_minute` requests in a burst, then one more
 //! every `60 / per_minute` seconds. Buckets that are full again are
 //! forgotten by [`RateLimiter::prune`], so memory follows the number of
 //! recently active addresses. Hand-written rather than a crate: it is a
 //! dozen lines on the `dashmap` we already use, and pruning is tied to the
 //! engine's own sweep.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-pub struct RateLimiter {
-    /// Sessions per minute and burst size; 0 disables the limit.
+pub struct RateLimiter<K: Eq + Hash = IpAddr> {
+    /// Requests per minute and burst size; 0 disables the limit.
     per_minute: u32,
-    buckets: DashMap<IpAddr, Bucket>,
+    buckets: DashMap<K, Bucket>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -25,7 +26,7 @@ struct Bucket {
     at: Instant,
 }
 
-impl RateLimiter {
+impl<K: Eq + Hash> RateLimiter<K> {
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
@@ -40,12 +41,12 @@ impl RateLimiter {
         b.at = now;
     }
 
-    /// Takes one token for `ip`; `Err` carries how long until one is back.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Takes one token for `key`; `Err` carries how long until one is back.
+    pub fn check(&self, key: K, now: Instant) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
-        let mut entry = self.buckets.entry(ip).or_insert(Bucket {
+        let mut entry = self.buckets.entry(key).or_insert(Bucket {
             tokens: f64::from(self.per_minute),
             at: now,
         });
@@ -60,7 +61,7 @@ impl RateLimiter {
         }
     }
 
-    /// Forgets addresses whose bucket is full again.
+    /// Forgets keys whose bucket is full again.
     pub fn prune(&self, now: Instant) {
         self.buckets.retain(|_, b| {
             self.refill(b, now);

@@ -15,7 +15,8 @@
 //! - [`store`]: where records live; applies one operation atomically per
 //!   session and publishes its notifications in order.
 //! - [`routes`]: the agent REST API; [`customer`]: the widget's API.
-//! - [`limiter`]: rate limit of anonymous session creation.
+//! - [`limiter`]: rate limits of anonymous session creation and of each
+//!   agent's operations.
 //! - [`error`]: refusals as `{"statusCode","statusMessage"}`.
 
 pub mod customer;
@@ -205,6 +206,8 @@ pub struct Engine {
     /// How long a completed session is kept, in ms.
     completed_ttl_ms: u64,
     pub limiter: limiter::RateLimiter,
+    /// Operations per agent (user id).
+    pub operation_limiter: limiter::RateLimiter<String>,
     /// Serializes "read the load, then place an agent", so that two
     /// concurrent routings do not both pick the same least-busy agent.
     routing: tokio::sync::Mutex<()>,
@@ -226,6 +229,7 @@ impl Engine {
             log_limit: config.log_limit,
             completed_ttl_ms: config.retention_secs.saturating_mul(1000),
             limiter: limiter::RateLimiter::new(config.customer_session_rate),
+            operation_limiter: limiter::RateLimiter::new(config.agent_operation_rate),
             routing: tokio::sync::Mutex::new(()),
         }
     }
@@ -250,6 +254,7 @@ impl Engine {
                     let cutoff = now_ms().saturating_sub(self.completed_ttl_ms);
                     let forgotten = self.store.sweep(cutoff).await;
                     self.limiter.prune(Instant::now());
+                    self.operation_limiter.prune(Instant::now());
                     if forgotten > 0 {
                         tracing::debug!(forgotten, "completed sessions swept");
                     }

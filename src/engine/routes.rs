@@ -12,6 +12,7 @@
 //! notifications are never separated.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -26,6 +27,7 @@ use super::record::{Member, SessionRecord};
 use super::{customer, new_id, now_ms, Ctx, Engine, Op};
 use crate::auth::Role;
 use crate::http::{authenticate, AppState, SharedState};
+use crate::metrics::refusal;
 use crate::model::Visibility;
 
 /// Largest request body of an engine route.
@@ -72,6 +74,17 @@ async fn operate(
 ) -> Result<Json<Value>, OpError> {
     let agent = authenticate(&state, &headers, None, &[Role::Agent])?;
     let engine = engine_of(&state)?;
+    if let Err(wait) = engine
+        .operation_limiter
+        .check(agent.sub.clone(), Instant::now())
+    {
+        state.metrics.refusals.inc(refusal::OPERATION_RATE);
+        let secs = wait.as_secs().max(1);
+        return Err(OpError::TooManyRequests(
+            format!("too many operations from this agent; retry in {secs} s"),
+            secs,
+        ));
+    }
     let body = json_object(&body)?;
     let name = Op::name_of(&body)?;
     let parsed = Op::parse(name, &body);
