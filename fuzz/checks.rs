@@ -64,11 +64,12 @@ const NOTIFICATION_KEYS: [&str; 5] = [
 ];
 const SESSION_KEYS: [&str; 3] = ["id", "state", "participants"];
 const PARTICIPANT_KEYS: [&str; 3] = ["participantId", "nickname", "type"];
-const MESSAGE_KEYS: [&str; 7] = [
+const MESSAGE_KEYS: [&str; 8] = [
     "index",
     "type",
     "visibility",
     "text",
+    "url",
     "timestamp",
     "timestampSeconds",
     "from",
@@ -165,6 +166,7 @@ fn check_view(n: &Notification, view: &Value, shown: &mut u64) {
                 m.get("text").and_then(Value::as_str),
                 original.text.as_deref()
             );
+            assert_eq!(m.get("url"), original.extra.get("url"), "url as sent");
             assert_eq!(m["visibility"], "All");
             if let (Some(from), Some(original)) = (m.get("from"), &original.from) {
                 check_participant(from, original);

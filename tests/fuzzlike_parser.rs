@@ -16,15 +16,21 @@ fn sample(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Every notification sample of `proto-samples/`, read once.
 fn samples() -> Vec<Value> {
-    let dir = format!("{}/proto-samples", env!("CARGO_MANIFEST_DIR"));
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".json"))
-        .collect();
-    names.sort();
-    names.iter().map(|n| sample(n)).collect()
+    static SAMPLES: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    SAMPLES
+        .get_or_init(|| {
+            let dir = format!("{}/proto-samples", env!("CARGO_MANIFEST_DIR"));
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".json"))
+                .collect();
+            names.sort();
+            names.iter().map(|n| sample(n)).collect()
+        })
+        .clone()
 }
 
 /// Any JSON value, a few levels deep, with the words notifications use as
@@ -57,7 +63,9 @@ fn any_json() -> impl Strategy<Value = Value> {
         "s1",
     ])
     .prop_map(str::to_owned);
-    let string = prop_oneof![words.clone(), ".{0,12}"];
+    // A compiled regex strategy: a `&str` one is parsed anew per value.
+    let free_text = prop::string::string_regex(".{0,12}").unwrap();
+    let string = prop_oneof![words.clone(), free_text];
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -170,7 +178,7 @@ fn notification_stream() -> impl Strategy<Value = Vec<Value>> {
             "ParticipantJoined",
             "PushUrl",
         ]),
-        ".{0,8}",
+        prop::string::string_regex(".{0,8}").unwrap(),
     )
         .prop_map(|(hidden, from, kind, text)| {
             let mut m = json!({
