@@ -118,6 +118,11 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_RETENTION_MAX", default_value_t = 10_000)]
     pub retention_max: usize,
 
+    /// Bytes of retained frames over all sessions (memory bound); past it
+    /// the oldest frames go first.
+    #[arg(long, env = "CHATGATE_RETENTION_BYTES", default_value_t = 256 << 20)]
+    pub retention_bytes: usize,
+
     /// Messages kept per session for snapshots.
     #[arg(long, env = "CHATGATE_LOG_LIMIT", default_value_t = 1000)]
     pub log_limit: usize,
@@ -196,6 +201,7 @@ impl Config {
             retention_count: self.retention_count,
             retention_age: Duration::from_secs(self.retention_secs),
             retention_max: self.retention_max.max(self.retention_count),
+            retention_bytes: self.retention_bytes,
             log_limit: self.log_limit,
         }
     }

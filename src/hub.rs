@@ -11,16 +11,35 @@
 //!
 //! One mutex guards all of it on purpose: `dispatch` and `attach` must be
 //! atomic with respect to each other, so that a resuming client gets every
-//! frame exactly once across the seam between replay and live. Nothing
-//! under the lock awaits or blocks: fan-out is `try_send` onto bounded
-//! queues, and the lock is held for microseconds per notification.
+//! frame exactly once across the seam between replay and live: the replay
+//! holds every frame dispatched before the connection is registered, the
+//! live queue every frame after. Nothing under the lock awaits or blocks:
+//! fan-out is `try_send` onto bounded queues, and the lock is held for
+//! microseconds per notification.
 //!
 //! Stream ids: an agent's (and supervisor's) frame id is the bus sequence
 //! of the notification, the same on every gateway of one bus. Snapshot
 //! frames are `"G:1"`, `"G:2"`, ... and the last one `"G"`, where G is the
-//! sequence the snapshot covers. A customer's ids are the session's
-//! customer sequence, "1", "2", "3", ...; both snapshot frames carry the
-//! current one.
+//! sequence the snapshot covers (a `since` of `"G:k"` is not resumable: the
+//! snapshot is sent again). A customer's ids are the session's customer
+//! sequence, "1", "2", "3", ...; both snapshot frames carry the current one.
+//! A customer's replay re-sends the very bytes of the first delivery: same
+//! ids, same renumbered indices.
+//!
+//! Retention (what `since` can reach), per session: every frame is kept
+//! while it is among the session's last `retention_count` frames or younger
+//! than `retention_age`, and never more than `retention_max` frames; across
+//! all sessions, at most `retention_bytes` of frames are kept (oldest
+//! evicted first). A frame costs its agent bytes, its customer bytes and
+//! about 150 bytes of bookkeeping. A session that ended (no agent left, or
+//! `Completed`) is forgotten once idle for `retention_age`. Whatever was
+//! evicted raises a floor; a `since` below the floor of anything the party
+//! would have received is a miss (`resumed:false`, snapshot), never a gap.
+//!
+//! A customer token may connect before its session is known: it gets an
+//! empty snapshot and then the session's customer view. Once the session's
+//! customer is known, a connection whose subject is another participant is
+//! refused at the handshake, and one already open is closed (1008).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,8 +63,10 @@ pub struct HubConfig {
     pub retention_count: usize,
     /// ... and for at least this long...
     pub retention_age: Duration,
-    /// ... but never more than this many per session (memory bound).
+    /// ... but never more than this many per session (memory bound)...
     pub retention_max: usize,
+    /// ... nor more than this many bytes of frames over all sessions.
+    pub retention_bytes: usize,
     /// Messages kept per session for snapshots.
     pub log_limit: usize,
 }
@@ -60,6 +81,7 @@ impl Default for HubConfig {
             retention_count: 1000,
             retention_age: Duration::from_secs(600),
             retention_max: 10_000,
+            retention_bytes: 256 << 20,
             log_limit: 1000,
         }
     }
@@ -105,6 +127,20 @@ impl Drop for Registration {
     }
 }
 
+/// What the hub holds, for tests, metrics and operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HubStats {
+    pub sessions: usize,
+    pub retained_frames: usize,
+    pub retained_bytes: usize,
+    pub connections: usize,
+    /// Bytes waiting in connections' queues (mostly shared with retention).
+    pub queued_bytes: usize,
+}
+
+/// Bookkeeping bytes counted per retained frame besides its payloads.
+const FRAME_OVERHEAD: usize = std::mem::size_of::<Retained>() + 64;
+
 struct Retained {
     seq: u64,
     customer_seq: Option<u64>,
@@ -114,6 +150,15 @@ struct Retained {
     at: Instant,
 }
 
+impl Retained {
+    fn cost(&self) -> usize {
+        FRAME_OVERHEAD
+            + self.agent_frame.len()
+            + self.customer_frame.as_ref().map_or(0, |f| f.len())
+            + self.audience.iter().map(String::len).sum::<usize>()
+    }
+}
+
 struct SessionEntry {
     state: SessionState,
     retained: VecDeque<Retained>,
@@ -121,6 +166,9 @@ struct SessionEntry {
     seq_floor: u64,
     /// Every customer frame with a customer id above this is retained.
     customer_floor: u64,
+    /// Each agent ever in an audience of this session, with the last
+    /// sequence they were in.
+    members: HashMap<String, u64>,
     /// The last bus sequence reflected in `state`: the last applied, or the
     /// one a restored checkpoint covers (later deliveries at or below it are
     /// skipped).
@@ -128,20 +176,81 @@ struct SessionEntry {
     last_activity: Instant,
 }
 
+impl SessionEntry {
+    fn new(id: &str, seq_floor: u64, now: Instant) -> Self {
+        Self {
+            state: SessionState::new(id),
+            retained: VecDeque::new(),
+            seq_floor,
+            customer_floor: 0,
+            members: HashMap::new(),
+            applied: 0,
+            last_activity: now,
+        }
+    }
+
+    /// The sequence of the last frame of this session.
+    fn last_seq(&self) -> u64 {
+        self.retained.back().map_or(self.seq_floor, |r| r.seq)
+    }
+
+    /// Retained frames after `since`, oldest first.
+    fn retained_after(&self, since: u64) -> impl Iterator<Item = &Retained> {
+        let start = self.retained.partition_point(|r| r.seq <= since);
+        self.retained.range(start..)
+    }
+}
+
+/// Retained frames: how many, how many bytes.
+#[derive(Default)]
+struct Budget {
+    frames: usize,
+    bytes: usize,
+}
+
+impl Budget {
+    fn add(&mut self, r: &Retained) {
+        self.frames += 1;
+        self.bytes += r.cost();
+    }
+
+    fn remove(&mut self, r: &Retained) {
+        self.frames = self.frames.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(r.cost());
+    }
+}
+
+/// A customer's connection: the participant its token names.
+struct CustomerConn {
+    participant: String,
+    outbox: Outbox,
+}
+
 #[derive(Default)]
 struct Inner {
-    sessions: HashMap<String, SessionEntry>,
+    sessions: HashMap<Arc<str>, SessionEntry>,
     /// Sessions each agent has been in the audience of, for resume and
     /// snapshot; pruned with the sessions.
-    agent_sessions: HashMap<String, HashSet<String>>,
+    agent_sessions: HashMap<String, HashSet<Arc<str>>>,
+    /// Per agent, the last sequence they received in a forgotten session:
+    /// their replay cannot start below it.
+    agent_floors: HashMap<String, u64>,
+    /// The last sequence of any forgotten session: a supervisor's replay
+    /// cannot start below it.
+    purged_floor: u64,
     agents: HashMap<String, HashMap<u64, Outbox>>,
-    customers: HashMap<String, HashMap<u64, Outbox>>,
+    customers: HashMap<String, HashMap<u64, CustomerConn>>,
     supervisors: HashMap<u64, Outbox>,
     /// The last bus sequence dispatched.
     last_seq: u64,
     /// The sequence before the first this hub saw; nothing at or below it
-    /// can be replayed (raised as sessions are purged).
-    seq_floor: Option<u64>,
+    /// can be replayed.
+    start_floor: Option<u64>,
+    /// Retained frames in dispatch order, for the global byte budget. An
+    /// entry whose frame a session already evicted is stale: skipped when
+    /// reached, compacted away when stale entries pile up.
+    order: VecDeque<(u64, Arc<str>)>,
+    budget: Budget,
     connections: usize,
 }
 
@@ -192,12 +301,36 @@ impl Hub {
     /// Open connections by role, for `/metrics`.
     pub fn connections_by_role(&self) -> Vec<(&'static str, usize)> {
         let inner = self.lock();
-        let count = |m: &HashMap<String, HashMap<u64, Outbox>>| m.values().map(HashMap::len).sum();
+        let agents = inner.agents.values().map(HashMap::len).sum();
+        let customers = inner.customers.values().map(HashMap::len).sum();
         vec![
-            ("agent", count(&inner.agents)),
-            ("customer", count(&inner.customers)),
+            ("agent", agents),
+            ("customer", customers),
             ("supervisor", inner.supervisors.len()),
         ]
+    }
+
+    /// What the hub holds now.
+    pub fn stats(&self) -> HubStats {
+        let inner = self.lock();
+        let agent_queues = inner.agents.values().flat_map(HashMap::values);
+        let customer_queues = inner
+            .customers
+            .values()
+            .flat_map(HashMap::values)
+            .map(|c| &c.outbox);
+        let queued_bytes = agent_queues
+            .chain(customer_queues)
+            .chain(inner.supervisors.values())
+            .map(Outbox::queued_bytes)
+            .sum();
+        HubStats {
+            sessions: inner.sessions.len(),
+            retained_frames: inner.budget.frames,
+            retained_bytes: inner.budget.bytes,
+            connections: inner.connections,
+            queued_bytes,
+        }
     }
 
     /// Applies one notification with bus sequence `seq` and fans it out.
@@ -207,28 +340,25 @@ impl Hub {
         let Some(session_id) = n.session_id() else {
             return;
         };
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if seq <= inner.last_seq {
             self.metrics.redeliveries_ignored.inc();
             return;
         }
-        let hub_floor = *inner.seq_floor.get_or_insert(seq - 1);
+        let start_floor = *inner.start_floor.get_or_insert(seq - 1);
         inner.last_seq = seq;
         self.dispatched.send_replace(seq);
         let now = Instant::now();
-        // Looked up before inserting: the entry API would allocate the key
-        // for every notification.
-        if !inner.sessions.contains_key(session_id) {
-            let entry = SessionEntry {
-                state: SessionState::new(session_id),
-                retained: VecDeque::new(),
-                seq_floor: hub_floor,
-                customer_floor: 0,
-                applied: 0,
-                last_activity: now,
-            };
-            inner.sessions.insert(session_id.to_owned(), entry);
-        }
+        let key: Arc<str> = match inner.sessions.get_key_value(session_id) {
+            Some((key, _)) => key.clone(),
+            None => {
+                let key: Arc<str> = Arc::from(session_id);
+                let entry = SessionEntry::new(session_id, start_floor, now);
+                inner.sessions.insert(key.clone(), entry);
+                key
+            }
+        };
         let Some(entry) = inner.sessions.get_mut(session_id) else {
             return;
         };
@@ -247,59 +377,124 @@ impl Hub {
             notification_frame(&cseq.to_string(), view)
         });
         let audience: Arc<[String]> = applied.audience.into();
-        entry.retained.push_back(Retained {
+        // Allocating only the first time (this runs for every notification
+        // and agent).
+        for agent in audience.iter() {
+            match entry.members.get_mut(agent) {
+                Some(last) => *last = seq,
+                None => {
+                    entry.members.insert(agent.clone(), seq);
+                }
+            }
+            if !inner
+                .agent_sessions
+                .get(agent)
+                .is_some_and(|s| s.contains(session_id))
+            {
+                inner
+                    .agent_sessions
+                    .entry(agent.clone())
+                    .or_default()
+                    .insert(key.clone());
+            }
+        }
+        let retained = Retained {
             seq,
             customer_seq: applied.customer.as_ref().map(|c| c.0),
             audience: audience.clone(),
             agent_frame: agent_frame.clone(),
             customer_frame: customer_frame.clone(),
             at: now,
-        });
-        evict(entry, &self.config, now);
+        };
+        inner.budget.add(&retained);
+        entry.retained.push_back(retained);
+        inner.order.push_back((seq, key));
+        evict(entry, &self.config, now, &mut inner.budget);
+        let customer = entry.state.customer.clone();
 
-        for agent in audience.iter() {
-            note_agent_session(&mut inner.agent_sessions, agent, session_id);
-        }
         self.fan_out(
-            &mut inner,
+            inner,
             session_id,
             &audience,
             &agent_frame,
-            customer_frame.as_ref(),
+            customer_frame.as_ref().map(|f| (f, customer.as_deref())),
             now,
         );
+        self.keep_budget(inner);
         self.metrics.notifications_dispatched.inc();
     }
 
+    /// Offers the frames to their audiences. `customer` is the customer
+    /// frame with the session's customer, if known: another participant's
+    /// connection is revoked instead. `at` is when the notification was
+    /// taken off the bus.
     fn fan_out(
         &self,
         inner: &mut Inner,
         session_id: &str,
         audience: &[String],
         agent_frame: &Utf8Bytes,
-        customer_frame: Option<&Utf8Bytes>,
+        customer: Option<(&Utf8Bytes, Option<&str>)>,
         at: Instant,
     ) {
         let metrics = &self.metrics;
-        let offer = |conns: &mut HashMap<u64, Outbox>, frame: &Utf8Bytes, audience: &str| {
-            conns.retain(|_, out| {
-                let ok = out.offer(frame, at);
-                if ok {
-                    metrics.frames_out(audience, frame.len());
-                } else {
-                    metrics.queue_overflows.inc();
-                }
-                ok
-            });
+        let offer = |out: &Outbox, frame: &Utf8Bytes, audience: &str| {
+            let ok = out.offer(frame, at);
+            if ok {
+                metrics.frames_out(audience, frame.len());
+            } else {
+                metrics.queue_overflows.inc();
+            }
+            ok
         };
         for agent in audience {
             if let Some(conns) = inner.agents.get_mut(agent) {
-                offer(conns, agent_frame, "agent");
+                conns.retain(|_, out| offer(out, agent_frame, "agent"));
             }
         }
-        offer(&mut inner.supervisors, agent_frame, "agent");
-        if let (Some(frame), Some(conns)) = (customer_frame, inner.customers.get_mut(session_id)) {
-            offer(conns, frame, "customer");
+        inner
+            .supervisors
+            .retain(|_, out| offer(out, agent_frame, "agent"));
+        let Some((frame, known)) = customer else {
+            return;
+        };
+        if let Some(conns) = inner.customers.get_mut(session_id) {
+            conns.retain(|_, c| {
+                if known.is_some_and(|k| k != c.participant) {
+                    c.outbox.revoke();
+                    return false;
+                }
+                offer(&c.outbox, frame, "customer")
+            });
+        }
+    }
+
+    /// Evicts the oldest frames of all sessions while retention is over
+    /// its byte budget, and drops stale entries of the eviction order.
+    fn keep_budget(&self, inner: &mut Inner) {
+        let Inner {
+            sessions,
+            order,
+            budget,
+            ..
+        } = inner;
+        while budget.bytes > self.config.retention_bytes {
+            let Some((seq, session)) = order.pop_front() else {
+                break;
+            };
+            if let Some(entry) = sessions.get_mut(&session) {
+                if entry.retained.front().is_some_and(|r| r.seq == seq) {
+                    pop_oldest(entry, budget);
+                }
+            }
+        }
+        if order.len() > 2 * budget.frames + 1024 {
+            order.retain(|(seq, session)| {
+                sessions
+                    .get(session)
+                    .and_then(|e| e.retained.front())
+                    .is_some_and(|front| front.seq <= *seq)
+            });
         }
     }
 
@@ -322,7 +517,7 @@ impl Hub {
         {
             let known = inner
                 .sessions
-                .get(session)
+                .get(session.as_str())
                 .and_then(|e| e.state.customer.as_deref());
             if known.is_some_and(|c| c != participant) {
                 return Err(AttachError::NotTheCustomer);
@@ -352,12 +547,19 @@ impl Hub {
             Party::Supervisor => {
                 inner.supervisors.insert(conn, outbox);
             }
-            Party::Customer { session, .. } => {
+            Party::Customer {
+                session,
+                participant,
+            } => {
+                let customer = CustomerConn {
+                    participant: participant.clone(),
+                    outbox,
+                };
                 inner
                     .customers
                     .entry(session.clone())
                     .or_default()
-                    .insert(conn, outbox);
+                    .insert(conn, customer);
             }
         }
         inner.connections += 1;
@@ -389,10 +591,11 @@ impl Hub {
     /// idle for longer than it. Called periodically.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let mut purged = Vec::new();
         for (id, entry) in inner.sessions.iter_mut() {
-            evict(entry, &self.config, now);
+            evict(entry, &self.config, now, &mut inner.budget);
             let ended = entry.state.agents.is_empty() || is_completed(&entry.state);
             if ended && now.duration_since(entry.last_activity) > self.config.retention_age {
                 purged.push(id.clone());
@@ -400,15 +603,10 @@ impl Hub {
         }
         for id in purged {
             if let Some(entry) = inner.sessions.remove(&id) {
-                let last = entry.retained.back().map_or(entry.seq_floor, |r| r.seq);
-                let floor = inner.seq_floor.get_or_insert(0);
-                *floor = (*floor).max(last);
+                forget(inner, &id, entry);
             }
-            inner.agent_sessions.retain(|_, sessions| {
-                sessions.remove(&id);
-                !sessions.is_empty()
-            });
         }
+        self.keep_budget(inner);
     }
 
     /// Waits up to `wait` until this hub has dispatched what `since` (a
@@ -423,7 +621,7 @@ impl Hub {
                 Party::Customer { session, .. } => since.parse::<u64>().map_or(true, |s| {
                     inner
                         .sessions
-                        .get(session)
+                        .get(session.as_str())
                         .is_some_and(|e| e.state.customer_seq >= s)
                 }),
                 Party::Agent(_) | Party::Supervisor => {
@@ -475,34 +673,42 @@ impl Hub {
     /// sessions it already knows are kept as they are.
     pub fn restore(&self, watermark: u64, checkpoints: Vec<SessionCheckpoint>) {
         let now = Instant::now();
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         inner.last_seq = inner.last_seq.max(watermark);
         let floor = inner.last_seq;
-        inner.seq_floor = Some(inner.seq_floor.map_or(floor, |f| f.max(floor)));
+        inner.start_floor = Some(inner.start_floor.map_or(floor, |f| f.max(floor)));
         self.dispatched.send_replace(floor);
         for cp in checkpoints {
-            if inner.sessions.contains_key(&cp.state.id) {
+            if inner.sessions.contains_key(cp.state.id.as_str()) {
                 continue;
             }
-            let id = cp.state.id.clone();
+            let key: Arc<str> = Arc::from(cp.state.id.as_str());
+            // Its agents may have had frames up to the checkpoint: their
+            // replays cannot start below it.
+            let members = cp
+                .state
+                .agents
+                .iter()
+                .map(|agent| (agent.clone(), cp.seq))
+                .collect();
             for agent in &cp.state.agents {
                 inner
                     .agent_sessions
                     .entry(agent.clone())
                     .or_default()
-                    .insert(id.clone());
+                    .insert(key.clone());
             }
-            inner.sessions.insert(
-                id,
-                SessionEntry {
-                    customer_floor: cp.state.customer_seq,
-                    state: cp.state,
-                    retained: VecDeque::new(),
-                    seq_floor: floor.max(cp.seq),
-                    applied: cp.seq,
-                    last_activity: now,
-                },
-            );
+            let entry = SessionEntry {
+                customer_floor: cp.state.customer_seq,
+                state: cp.state,
+                retained: VecDeque::new(),
+                seq_floor: floor.max(cp.seq),
+                members,
+                applied: cp.seq,
+                last_activity: now,
+            };
+            inner.sessions.insert(key, entry);
         }
     }
 
@@ -513,17 +719,20 @@ impl Hub {
     }
 }
 
-/// Records that `agent` is in the audience of `session`, allocating only
-/// the first time (this runs for every notification and agent).
-fn note_agent_session(map: &mut HashMap<String, HashSet<String>>, agent: &str, session: &str) {
-    match map.get_mut(agent) {
-        Some(sessions) => {
-            if !sessions.contains(session) {
-                sessions.insert(session.to_owned());
+/// Forgets a purged session, raising the floors of whoever was in it.
+fn forget(inner: &mut Inner, id: &str, entry: SessionEntry) {
+    for r in &entry.retained {
+        inner.budget.remove(r);
+    }
+    inner.purged_floor = inner.purged_floor.max(entry.last_seq());
+    for (agent, last) in entry.members {
+        let floor = inner.agent_floors.entry(agent.clone()).or_default();
+        *floor = (*floor).max(last);
+        if let Some(sessions) = inner.agent_sessions.get_mut(&agent) {
+            sessions.remove(id);
+            if sessions.is_empty() {
+                inner.agent_sessions.remove(&agent);
             }
-        }
-        None => {
-            map.insert(agent.to_owned(), HashSet::from([session.to_owned()]));
         }
     }
 }
@@ -536,7 +745,7 @@ fn is_completed(state: &SessionState) -> bool {
         .is_some_and(|s| s == "Completed")
 }
 
-fn remove_conn(map: &mut HashMap<String, HashMap<u64, Outbox>>, key: &str, conn: u64) {
+fn remove_conn<T>(map: &mut HashMap<String, HashMap<u64, T>>, key: &str, conn: u64) {
     if let Some(conns) = map.get_mut(key) {
         conns.remove(&conn);
         if conns.is_empty() {
@@ -545,7 +754,8 @@ fn remove_conn(map: &mut HashMap<String, HashMap<u64, Outbox>>, key: &str, conn:
     }
 }
 
-fn evict(entry: &mut SessionEntry, config: &HubConfig, now: Instant) {
+/// Applies the per-session retention rule (see the module doc).
+fn evict(entry: &mut SessionEntry, config: &HubConfig, now: Instant, budget: &mut Budget) {
     while let Some(front) = entry.retained.front() {
         let len = entry.retained.len();
         let over_count = len > config.retention_count;
@@ -553,75 +763,99 @@ fn evict(entry: &mut SessionEntry, config: &HubConfig, now: Instant) {
         if !(len > config.retention_max || (over_count && old)) {
             break;
         }
+        pop_oldest(entry, budget);
+    }
+}
+
+/// Evicts the oldest retained frame of a session, raising its floors.
+fn pop_oldest(entry: &mut SessionEntry, budget: &mut Budget) {
+    if let Some(front) = entry.retained.pop_front() {
         entry.seq_floor = front.seq;
         if let Some(c) = front.customer_seq {
             entry.customer_floor = c;
         }
-        entry.retained.pop_front();
+        budget.remove(&front);
     }
 }
 
 /// The frames `party` missed after `since`, or `None` when they are not
 /// all retained (or `since` is not an id this hub handed out).
 fn replay(inner: &Inner, party: &Party, since: &str) -> Option<Vec<Utf8Bytes>> {
+    let since_seq: u64 = since.parse().ok()?;
     match party {
-        Party::Customer { session, .. } => {
-            let since: u64 = since.parse().ok()?;
-            let Some(entry) = inner.sessions.get(session) else {
-                return (since == 0).then(Vec::new);
-            };
-            if since > entry.state.customer_seq || since < entry.customer_floor {
-                return None;
-            }
-            Some(
-                entry
-                    .retained
-                    .iter()
-                    .filter(|r| r.customer_seq.is_some_and(|c| c > since))
-                    .filter_map(|r| r.customer_frame.clone())
-                    .collect(),
-            )
-        }
-        Party::Agent(_) | Party::Supervisor => {
-            // "G:k" ids belong to an unfinished snapshot: not resumable.
-            let since: u64 = since.parse().ok()?;
-            if since > inner.last_seq || inner.seq_floor.is_some_and(|f| since < f) {
-                return None;
-            }
-            let agent = match party {
-                Party::Agent(a) => Some(a.as_str()),
-                _ => None,
-            };
-            let entries: Vec<&SessionEntry> = match agent {
-                Some(a) => inner
-                    .agent_sessions
-                    .get(a)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|s| inner.sessions.get(s))
-                    .collect(),
-                None => inner.sessions.values().collect(),
-            };
-            if entries.iter().any(|e| e.seq_floor > since) {
-                return None;
-            }
-            let mut frames: Vec<&Retained> = entries
-                .iter()
-                .flat_map(|e| e.retained.iter())
-                .filter(|r| r.seq > since)
-                .filter(|r| agent.is_none_or(|a| r.audience.iter().any(|x| x == a)))
-                .collect();
-            frames.sort_by_key(|r| r.seq);
-            Some(frames.into_iter().map(|r| r.agent_frame.clone()).collect())
-        }
+        Party::Customer { session, .. } => customer_replay(inner, session, since_seq),
+        Party::Agent(agent) => agent_replay(inner, agent, since_seq),
+        Party::Supervisor => supervisor_replay(inner, since_seq),
     }
+}
+
+fn customer_replay(inner: &Inner, session: &str, since: u64) -> Option<Vec<Utf8Bytes>> {
+    let Some(entry) = inner.sessions.get(session) else {
+        // Nothing was ever sent: only "nothing seen yet" is a valid resume.
+        return (since == 0).then(Vec::new);
+    };
+    if since > entry.state.customer_seq || since < entry.customer_floor {
+        return None;
+    }
+    Some(
+        entry
+            .retained
+            .iter()
+            .filter(|r| r.customer_seq.is_some_and(|c| c > since))
+            .filter_map(|r| r.customer_frame.clone())
+            .collect(),
+    )
+}
+
+/// Ids this hub cannot vouch for: above what it dispatched, or below what
+/// it has seen.
+fn outside_stream(inner: &Inner, since: u64) -> bool {
+    since > inner.last_seq || inner.start_floor.is_some_and(|f| since < f)
+}
+
+fn agent_replay(inner: &Inner, agent: &str, since: u64) -> Option<Vec<Utf8Bytes>> {
+    if outside_stream(inner, since) || inner.agent_floors.get(agent).is_some_and(|&f| since < f) {
+        return None;
+    }
+    let mut frames: Vec<&Retained> = Vec::new();
+    for session in inner.agent_sessions.get(agent).into_iter().flatten() {
+        let entry = inner.sessions.get(session)?;
+        if entry.members.get(agent).is_none_or(|&last| last <= since) {
+            continue; // nothing of this session for the agent after `since`
+        }
+        if entry.seq_floor > since {
+            return None;
+        }
+        frames.extend(
+            entry
+                .retained_after(since)
+                .filter(|r| r.audience.iter().any(|a| a == agent)),
+        );
+    }
+    frames.sort_unstable_by_key(|r| r.seq);
+    Some(frames.into_iter().map(|r| r.agent_frame.clone()).collect())
+}
+
+fn supervisor_replay(inner: &Inner, since: u64) -> Option<Vec<Utf8Bytes>> {
+    if outside_stream(inner, since) || since < inner.purged_floor {
+        return None;
+    }
+    let mut frames: Vec<&Retained> = Vec::new();
+    for entry in inner.sessions.values() {
+        if entry.seq_floor > since {
+            return None;
+        }
+        frames.extend(entry.retained_after(since));
+    }
+    frames.sort_unstable_by_key(|r| r.seq);
+    Some(frames.into_iter().map(|r| r.agent_frame.clone()).collect())
 }
 
 /// A snapshot of each session `party` is in.
 fn snapshot(inner: &Inner, party: &Party) -> Vec<Utf8Bytes> {
     match party {
         Party::Customer { session, .. } => {
-            let Some(entry) = inner.sessions.get(session) else {
+            let Some(entry) = inner.sessions.get(session.as_str()) else {
                 return Vec::new();
             };
             let id = entry.state.customer_seq;

@@ -1,8 +1,9 @@
 //! One connection's bounded outgoing queue.
 //!
 //! Owns the slow-consumer rule: a queue is bounded by frame count and by
-//! bytes; an offer past either bound does not wait, it marks the connection
-//! as overflowed and wakes it, so the fan-out never blocks on one socket.
+//! bytes; an offer past either bound does not wait, it ends the queue as
+//! slow and wakes the connection, so the fan-out never blocks on one socket.
+//! The hub may also end a queue for another reason ([`Ended::Revoked`]).
 //! Frames are `Utf8Bytes` (reference-counted): queuing a frame shares the
 //! bytes serialized once for the whole audience, it never copies them.
 //!
@@ -27,6 +28,16 @@ pub struct QueueLimits {
     pub bytes: usize,
 }
 
+/// Why the hub stopped feeding a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The queue overflowed: the client fell behind (close 1013).
+    Slow,
+    /// The connection may no longer receive this stream (a customer token
+    /// whose subject turned out not to be the session's customer).
+    Revoked,
+}
+
 /// Capacity kept by an emptied queue; a burst's larger one is given back.
 const KEPT_CAPACITY: usize = 16;
 
@@ -42,7 +53,7 @@ pub struct Queued {
 struct Queue {
     frames: VecDeque<Queued>,
     bytes: usize,
-    overflowed: bool,
+    ended: Option<Ended>,
     /// The hub let go of the connection (its [`Outbox`] dropped).
     hub_gone: bool,
     /// The connection is gone (its [`Inbox`] dropped).
@@ -60,6 +71,17 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Nothing panics while holding this lock; keep serving if it did.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the queue (the first reason stays), frees what it holds (those
+    /// frames will not be sent) and wakes the connection.
+    fn end(&self, why: Ended) {
+        let mut q = self.lock();
+        q.ended.get_or_insert(why);
+        q.frames = VecDeque::new();
+        q.bytes = 0;
+        drop(q);
+        self.wake.notify_one();
     }
 }
 
@@ -97,16 +119,12 @@ impl Outbox {
     pub fn offer(&self, frame: &Utf8Bytes, at: Instant) -> bool {
         let limits = self.shared.limits;
         let mut q = self.shared.lock();
-        if q.overflowed {
+        if q.ended.is_some() {
             return false;
         }
         if q.frames.len() >= limits.frames || q.bytes + frame.len() > limits.bytes {
-            q.overflowed = true;
-            // Queued frames will not be sent: free them now.
-            q.frames = VecDeque::new();
-            q.bytes = 0;
             drop(q);
-            self.shared.wake.notify_one();
+            self.shared.end(Ended::Slow);
             return false;
         }
         let was_empty = q.frames.is_empty();
@@ -124,8 +142,18 @@ impl Outbox {
         true
     }
 
+    /// Ends this connection's stream for a reason other than speed.
+    pub fn revoke(&self) {
+        self.shared.end(Ended::Revoked);
+    }
+
     pub fn is_overflowed(&self) -> bool {
-        self.shared.lock().overflowed
+        self.shared.lock().ended == Some(Ended::Slow)
+    }
+
+    /// Bytes queued and not yet taken by the connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.lock().bytes
     }
 
     /// Whether the connection has gone (its inbox dropped).
@@ -151,7 +179,7 @@ enum Take {
 impl Inbox {
     fn take(&mut self) -> Take {
         let mut q = self.shared.lock();
-        if q.overflowed {
+        if q.ended.is_some() {
             return Take::Ended;
         }
         match q.frames.pop_front() {
@@ -190,7 +218,19 @@ impl Inbox {
     }
 
     pub fn overflowed(&self) -> bool {
-        self.shared.lock().overflowed
+        self.end_reason() == Some(Ended::Slow)
+    }
+
+    /// Why the hub ended the queue, if it did.
+    pub fn end_reason(&self) -> Option<Ended> {
+        self.shared.lock().ended
+    }
+
+    /// Drops every queued frame at once (the connection is closing).
+    pub fn discard(&mut self) {
+        let mut q = self.shared.lock();
+        q.frames = VecDeque::new();
+        q.bytes = 0;
     }
 }
 
@@ -263,5 +303,39 @@ mod tests {
         });
         drop(inbox);
         assert!(out.is_closed());
+    }
+
+    #[tokio::test]
+    async fn revoke_ends_the_queue_and_wakes_a_waiting_connection() {
+        let (out, mut inbox) = channel(QueueLimits {
+            frames: 10,
+            bytes: 1000,
+        });
+        let f = Utf8Bytes::from_static("abc");
+        assert!(out.offer(&f, Instant::now()));
+        assert_eq!(out.queued_bytes(), 3);
+        assert!(inbox.recv().await.is_some());
+        let waiter = tokio::spawn(async move { (inbox.recv().await, inbox.end_reason()) });
+        tokio::task::yield_now().await;
+        out.revoke();
+        let (next, reason) = waiter.await.unwrap();
+        assert_eq!(next, None, "a revoked queue hands out nothing more");
+        assert_eq!(reason, Some(Ended::Revoked));
+        assert!(!out.offer(&f, Instant::now()));
+        assert!(!out.is_overflowed(), "the first reason stays");
+    }
+
+    #[test]
+    fn discard_releases_queued_frames() {
+        let (out, mut inbox) = channel(QueueLimits {
+            frames: 10,
+            bytes: 1000,
+        });
+        let f = Utf8Bytes::from_static("abcd");
+        assert!(out.offer(&f, Instant::now()) && out.offer(&f, Instant::now()));
+        assert_eq!(out.queued_bytes(), 8);
+        inbox.discard();
+        assert_eq!(out.queued_bytes(), 0);
+        assert!(inbox.try_recv().is_none());
     }
 }

@@ -160,15 +160,16 @@ impl SessionState {
         out
     }
 
-    /// The customer's snapshot: the customer views of the same two, with
-    /// the indices the customer was shown the first time.
+    /// The customer's snapshot: the customer views of the same two, exactly
+    /// as the customer was shown them (the last session view sent, the
+    /// messages with the indices they had the first time).
     pub fn customer_snapshot(&self) -> Vec<Value> {
         let mut out = Vec::new();
-        if let Some(session) = &self.session {
+        if let Some(session) = &self.cursor.last_session {
             out.push(json!({
                 "notificationType": "ParticipantsUpdated",
                 "messageType": STATE_CHANGE_MESSAGE,
-                "facebooksession": view::customer_session(session),
+                "facebooksession": session,
             }));
         }
         let messages: Vec<Value> = self

@@ -7,6 +7,7 @@
 //! error frame first. Routing and the slow-consumer rule are the hub's;
 //! this module only moves bytes, in one task per connection.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,20 +20,24 @@ use futures::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite;
 use tracing::Instrument;
 
 use crate::auth::{now_secs, Principal, Role};
 use crate::http::{authenticate, AppError, SharedState};
-use crate::hub::{AttachError, Attachment, Party};
+use crate::hub::{AttachError, Attachment, Party, Registration};
 use crate::limits::AddressPermit;
 use crate::metrics::refusal;
-use crate::outbox::Queued;
+use crate::outbox::{Ended, Inbox, Queued};
 
 /// Largest client text frame accepted; longer ones close with 1009.
 pub const MAX_CLIENT_TEXT: usize = 4096;
-/// tungstenite's own message and frame limits: low, the server receives
-/// almost nothing (a bigger frame fails the read and closes the socket).
-const MAX_CLIENT_MESSAGE: usize = 64 << 10;
+/// tungstenite's own message and frame limits, low since the server
+/// receives almost nothing. Up to this size a frame is read whole, so the
+/// 1009 close reaches the client cleanly; a longer one is refused from its
+/// header, before its payload is buffered (1009 as well, though the unread
+/// payload may reset the TCP connection before the client reads it).
+const MAX_CLIENT_MESSAGE: usize = 16 << 10;
 /// tungstenite's read buffer (default 128 KiB): it is zero-filled at the
 /// first read, so all of it is resident for every connection. The server
 /// reads almost nothing (pongs and closes fit in one read; a larger client
@@ -46,6 +51,7 @@ const SEND_BATCH: usize = 64;
 /// Close codes the server uses.
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
     pub const TRY_AGAIN_LATER: u16 = 1013;
@@ -157,13 +163,33 @@ fn party_of(p: &Principal) -> Party {
 enum End {
     /// The peer closed or vanished: nothing to send.
     Peer,
-    /// The server closes, with an error frame first (unless going away).
+    /// The server shuts down: flush what is queued, then close with 1001.
+    Shutdown,
+    /// The server closes, with an error frame first.
     Close(u16, &'static str),
+}
+
+impl End {
+    fn of(why: Ended) -> End {
+        match why {
+            Ended::Slow => End::Close(close::TRY_AGAIN_LATER, "slow consumer: resume with since"),
+            Ended::Revoked => End::Close(
+                close::POLICY,
+                "the token's subject is not the customer of this session",
+            ),
+        }
+    }
 }
 
 struct Connection {
     socket: WebSocket,
-    attachment: Attachment,
+    inbox: Inbox,
+    /// Frames owed before the live queue: a replay or a snapshot.
+    backlog: VecDeque<Utf8Bytes>,
+    resumed: bool,
+    /// Dropped (the hub lets go) as soon as the connection ends, before
+    /// the closing handshake.
+    registration: Option<Registration>,
     principal: Principal,
     state: SharedState,
     write_timeout: Duration,
@@ -176,10 +202,13 @@ impl Connection {
         principal: Principal,
         state: SharedState,
     ) -> Self {
-        let write_timeout = Duration::from_secs(state.config.write_timeout_secs);
+        let write_timeout = Duration::from_secs(state.config.write_timeout_secs.max(1));
         Self {
             socket,
-            attachment,
+            inbox: attachment.inbox,
+            backlog: attachment.backlog.into(),
+            resumed: attachment.resumed,
+            registration: Some(attachment.registration),
             principal,
             state,
             write_timeout,
@@ -190,10 +219,18 @@ impl Connection {
     /// is released only then.
     async fn run(mut self, _permit: Option<AddressPermit>) {
         let end = self.serve().await;
+        self.registration = None;
         let code = match end {
             End::Peer => "peer".to_string(),
+            End::Shutdown => {
+                let _ = timeout(self.write_timeout, self.flush_and_go_away()).await;
+                close::GOING_AWAY.to_string()
+            }
             End::Close(code, reason) => {
-                self.close(code, reason).await;
+                // Frames still queued are not sent: the client resumes
+                // from the last one it got.
+                self.inbox.discard();
+                let _ = timeout(self.write_timeout, self.close_with_error(code, reason)).await;
                 code.to_string()
             }
         };
@@ -211,20 +248,18 @@ impl Connection {
             "type": "welcome",
             "role": self.principal.role,
             "sub": self.principal.sub,
-            "resumed": self.attachment.resumed,
+            "resumed": self.resumed,
         });
         if !self.send_text(welcome.to_string().into()).await {
             return End::Peer;
         }
-        let backlog = std::mem::take(&mut self.attachment.backlog);
-        for chunk in backlog.chunks(SEND_BATCH) {
-            if !self.send_batch(chunk.iter().cloned()).await {
-                return End::Peer;
-            }
-        }
         self.live().await
     }
 
+    /// Sends the backlog, then the live queue, with heartbeats and pings,
+    /// until something ends the connection. Client frames and the
+    /// heartbeat come before outgoing frames, so a busy stream never
+    /// starves pongs.
     async fn live(&mut self) -> End {
         let cfg = &self.state.config;
         let heartbeat_every = Duration::from_secs(cfg.heartbeat_secs.max(1));
@@ -247,32 +282,16 @@ impl Connection {
         loop {
             tokio::select! {
                 biased;
-                () = &mut cancelled => return End::Close(close::GOING_AWAY, "server shutting down"),
+                () = &mut cancelled => return End::Shutdown,
                 () = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
                 () = &mut pong_deadline, if awaiting_pong => {
                     tracing::debug!("no pong in time");
                     return End::Peer;
                 }
-                frame = self.attachment.inbox.recv() => {
-                    let Some(frame) = frame else {
-                        return if self.attachment.inbox.overflowed() {
-                            End::Close(close::TRY_AGAIN_LATER, "slow consumer: resume with since")
-                        } else {
-                            End::Close(close::INTERNAL, "stream ended")
-                        };
-                    };
-                    if !self.send_queued(frame).await {
-                        return End::Peer;
-                    }
-                }
-                msg = self.socket.recv() => match msg {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End::Peer,
-                    Some(Ok(Message::Text(t))) if t.len() > MAX_CLIENT_TEXT => {
-                        return End::Close(close::TOO_BIG, "client text frames are limited to 4 KiB");
-                    }
-                    Some(Ok(Message::Pong(_))) => awaiting_pong = false,
-                    // Pings are answered by the library; other frames are ignored.
-                    Some(Ok(_)) => {}
+                msg = self.socket.recv() => match client_frame(msg) {
+                    ClientFrame::Pong => awaiting_pong = false,
+                    ClientFrame::Ignored => {}
+                    ClientFrame::End(end) => return end,
                 },
                 _ = heartbeat.tick() => {
                     let beat = Utf8Bytes::from_static(r#"{"type":"heartbeat"}"#);
@@ -284,6 +303,21 @@ impl Connection {
                     if !awaiting_pong {
                         awaiting_pong = true;
                         pong_deadline.as_mut().reset(Instant::now() + pong_timeout);
+                    }
+                }
+                out = next_out(&mut self.backlog, &mut self.inbox) => {
+                    let sent = match out {
+                        Out::Backlog(frames) => self.send_batch(frames.into_iter()).await,
+                        Out::Live(first) => self.send_queued(first).await,
+                        Out::Ended => {
+                            return self
+                                .inbox
+                                .end_reason()
+                                .map_or(End::Close(close::INTERNAL, "stream ended"), End::of);
+                        }
+                    };
+                    if !sent {
+                        return End::Peer;
                     }
                 }
             }
@@ -305,7 +339,7 @@ impl Connection {
     /// one flush, taking them off the queue as they go: no buffer per batch.
     async fn send_queued(&mut self, first: Queued) -> bool {
         let socket = &mut self.socket;
-        let inbox = &mut self.attachment.inbox;
+        let inbox = &mut self.inbox;
         let metrics = &self.state.metrics;
         let write = async move {
             let mut next = Some(first);
@@ -338,17 +372,86 @@ impl Connection {
         matches!(timeout(self.write_timeout, write).await, Ok(Ok(())))
     }
 
-    async fn close(&mut self, code: u16, reason: &'static str) {
-        if code != close::GOING_AWAY {
-            let err = json!({"type": "error", "code": code, "message": reason});
-            let _ = self.send_text(err.to_string().into()).await;
+    /// Shutdown: sends what is already queued (nothing more), then 1001.
+    async fn flush_and_go_away(&mut self) {
+        while let Some(queued) = self.inbox.try_recv() {
+            if self.socket.feed(Message::Text(queued.frame)).await.is_err() {
+                return;
+            }
         }
         let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
+            code: close::GOING_AWAY,
+            reason: Utf8Bytes::from_static("server shutting down"),
         };
-        let _ = self.send_message(Message::Close(Some(frame))).await;
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
     }
+
+    async fn close_with_error(&mut self, code: u16, reason: &'static str) {
+        let err = json!({"type": "error", "code": code, "message": reason});
+        if self
+            .socket
+            .feed(Message::Text(err.to_string().into()))
+            .await
+            .is_ok()
+        {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let _ = self.socket.send(Message::Close(Some(frame))).await;
+        }
+    }
+}
+
+/// What to send next.
+enum Out {
+    Backlog(Vec<Utf8Bytes>),
+    Live(Queued),
+    /// The hub ended the queue.
+    Ended,
+}
+
+/// The backlog first (up to `SEND_BATCH` frames at a time), then the live
+/// queue.
+async fn next_out(backlog: &mut VecDeque<Utf8Bytes>, inbox: &mut Inbox) -> Out {
+    if !backlog.is_empty() {
+        let n = backlog.len().min(SEND_BATCH);
+        return Out::Backlog(backlog.drain(..n).collect());
+    }
+    match inbox.recv().await {
+        Some(first) => Out::Live(first),
+        None => Out::Ended,
+    }
+}
+
+/// What a client frame means for the connection.
+enum ClientFrame {
+    Pong,
+    Ignored,
+    End(End),
+}
+
+fn client_frame(msg: Option<Result<Message, axum::Error>>) -> ClientFrame {
+    match msg {
+        Some(Ok(Message::Pong(_))) => ClientFrame::Pong,
+        Some(Ok(Message::Text(t))) if t.len() > MAX_CLIENT_TEXT => ClientFrame::End(too_big()),
+        // Pings are answered by the library; other frames are ignored.
+        Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_))) => ClientFrame::Ignored,
+        Some(Err(e)) if is_capacity_error(&e) => ClientFrame::End(too_big()),
+        Some(Err(_)) | None | Some(Ok(Message::Close(_))) => ClientFrame::End(End::Peer),
+    }
+}
+
+fn too_big() -> End {
+    End::Close(close::TOO_BIG, "client frames are limited to 4 KiB")
+}
+
+/// Whether a read failed because the client's frame or message exceeded
+/// the configured limits.
+fn is_capacity_error(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }
 
 fn far_future() -> Instant {
