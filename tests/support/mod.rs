@@ -11,9 +11,10 @@ use std::time::Duration;
 use chatgate::auth::{Authenticator, Role};
 use chatgate::config::Config;
 use chatgate::http::SharedState;
+use chatgate::model::Notification;
 use chatgate::server::Server;
 use futures::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -90,6 +91,23 @@ impl TestServer {
         Client::connect(self.addr, &token(role, sub, sid), None)
             .await
             .unwrap()
+    }
+
+    /// Connects with `since`, asserting the handshake succeeds.
+    pub async fn resume(&self, role: Role, sub: &str, sid: Option<&str>, since: &str) -> Client {
+        Client::connect(self.addr, &token(role, sub, sid), Some(since))
+            .await
+            .unwrap()
+    }
+
+    /// Publishes notifications onto the server's bus, the path the engine
+    /// takes (no HTTP), for volumes where the ingest would only slow a test.
+    pub async fn publish(&self, items: &[Value]) {
+        let batch = items
+            .iter()
+            .map(|v| Notification::from_value(v.clone()).unwrap())
+            .collect();
+        self.state.publish(batch, "test").await.unwrap();
     }
 
     /// Waits until the hub has dispatched `seq` notifications.
@@ -210,12 +228,30 @@ impl Client {
         }
     }
 
+    /// The next text frame as sent (no parsing): `Err` on timeout,
+    /// `Ok(None)` when the stream closed.
+    pub async fn next_text_within(&mut self, d: Duration) -> Result<Option<String>, ()> {
+        loop {
+            let msg = tokio::time::timeout(d, self.ws.next())
+                .await
+                .map_err(|_| ())?;
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(Some(t.as_str().to_owned())),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(None),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
     /// The next notification frame, skipping heartbeats.
     pub async fn next_notification(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let f = self
-                .next_json()
+                .next_json_within(left)
                 .await
+                .expect("no notification in time")
                 .expect("stream closed while waiting for a notification");
             if f["type"] == "notification" {
                 return f;
@@ -290,4 +326,70 @@ pub fn code(c: CloseCode) -> u16 {
 pub fn sample(name: &str) -> Value {
     let path = format!("{}/proto-samples/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The `id` of a notification frame as sent, without parsing the rest
+/// (frames start `{"type":"notification","id":"..."`).
+pub fn frame_id(frame: &str) -> Option<&str> {
+    let rest = frame.strip_prefix(r#"{"type":"notification","id":""#)?;
+    rest.split('"').next()
+}
+
+/// A participant as the upstream describes it. Agents get a user path and
+/// URI; the customer does not.
+pub fn participant(id: &str, kind: &str, nickname: &str, visibility: &str) -> Value {
+    let mut p = json!({
+        "participantId": id, "id": id, "type": kind,
+        "nickname": nickname, "visibility": visibility,
+    });
+    if kind == "Agent" {
+        let user = user_of(id);
+        p["uri"] = json!(format!("http://upstream.test/api/v2/users/{user}"));
+        p["path"] = json!(format!("/users/{user}"));
+    }
+    p
+}
+
+/// The user id (token `sub`) of an agent participant made by [`participant`].
+pub fn user_of(participant_id: &str) -> String {
+    format!("user-{participant_id}")
+}
+
+/// A ParticipantsUpdated of session `sid` with `participants`.
+pub fn participants_updated(sid: &str, participants: &[Value]) -> Value {
+    json!({
+        "notificationType": "ParticipantsUpdated",
+        "messageType": "FacebooksessionStateChangeMessage",
+        "referenceId": 7,
+        "facebooksession": {
+            "id": sid, "state": "Chatting",
+            "participants": participants,
+            "userData": {"Secret": "user-data-never-for-customers"},
+            "capabilities": ["SendMessage", "Consult"],
+            "uri": format!("http://upstream.test/api/v2/facebooksessions/{sid}"),
+        }
+    })
+}
+
+/// A NewMessages of session `sid` with one Text message.
+pub fn text_message(sid: &str, index: u64, from: &Value, visibility: &str, text: &str) -> Value {
+    json!({
+        "notificationType": "NewMessages",
+        "messageType": "MessageLogUpdated",
+        "facebooksessionUri": format!("http://upstream.test/api/v2/facebooksessions/{sid}"),
+        "facebooksessionPath": format!("/facebooksessions/{sid}"),
+        "messages": [{"index": index, "type": "Text", "from": from, "visibility": visibility,
+                      "text": text, "timestamp": "2015-10-20T16:14:41.000+0300",
+                      "timestampSeconds": 1445346881000u64}]
+    })
+}
+
+/// Resident memory of this process (the in-process server included), KiB.
+pub fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }

@@ -1,0 +1,783 @@
+//! Delivery guarantees over real sockets: resume without loss or
+//! duplicates (across kills, during publishing, outside the retention
+//! window), customer replays, slow clients closed with 1013 without
+//! hurting anyone else, silent peers dropped, oversized client frames, and
+//! SIGTERM on the real binary.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatgate::auth::Role;
+use serde_json::{json, Value};
+use support::*;
+
+const CUSTOMER: &str = "cust-1";
+
+/// The parties of a test session: a visible customer and agent, and a
+/// consultant only agents see.
+struct Cast {
+    sid: String,
+    customer: Value,
+    agent: Value,
+    consultant: Value,
+}
+
+impl Cast {
+    fn new(sid: &str) -> Self {
+        Self {
+            sid: sid.to_owned(),
+            customer: participant(CUSTOMER, "Customer", "Vitaliy", "All"),
+            agent: participant(&format!("{sid}-agent"), "Agent", "Ann", "All"),
+            consultant: participant(&format!("{sid}-consultant"), "Agent", "Hidden", "Agents"),
+        }
+    }
+
+    fn agent_user(&self) -> String {
+        user_of(&format!("{}-agent", self.sid))
+    }
+
+    fn joined(&self) -> Value {
+        participants_updated(
+            &self.sid,
+            &[
+                self.customer.clone(),
+                self.agent.clone(),
+                self.consultant.clone(),
+            ],
+        )
+    }
+
+    /// Message `i`: every third one is the consultant's, agents only.
+    fn message(&self, i: u64) -> Value {
+        self.message_sized(i, 0)
+    }
+
+    fn message_sized(&self, i: u64, padding: usize) -> Value {
+        let text = format!("{}-m{i}{}", self.sid, "x".repeat(padding));
+        if is_agent_only(i) {
+            text_message(&self.sid, i, &self.consultant, "Agents", &text)
+        } else {
+            text_message(&self.sid, i, &self.agent, "All", &text)
+        }
+    }
+}
+
+fn is_agent_only(i: u64) -> bool {
+    i.is_multiple_of(3)
+}
+
+/// A client that records every notification it gets and reconnects with
+/// `since` whenever its stream ends (or the test kills it).
+struct Follower {
+    addr: std::net::SocketAddr,
+    token: String,
+    client: Option<Client>,
+    last: Option<String>,
+    frames: Vec<Value>,
+    /// The `resumed` flag of each welcome after the first.
+    resumed: Vec<bool>,
+    closes: usize,
+}
+
+impl Follower {
+    async fn start(server: &TestServer, role: Role, sub: &str, sid: Option<&str>) -> Self {
+        let token = token(role, sub, sid);
+        let client = Client::connect(server.addr, &token, None).await.unwrap();
+        assert_eq!(client.welcome["resumed"], false);
+        Self {
+            addr: server.addr,
+            token,
+            client: Some(client),
+            last: None,
+            frames: Vec::new(),
+            resumed: Vec::new(),
+            closes: 0,
+        }
+    }
+
+    /// Reads until a notification with id `target`, dropping the socket
+    /// without a close (as a killed client does) after each count of
+    /// `kill_at` frames, and resuming every time.
+    async fn follow_until(&mut self, target: &str, kill_at: &[usize]) {
+        loop {
+            let client = match &mut self.client {
+                Some(c) => c,
+                None => {
+                    let c = Client::connect(self.addr, &self.token, self.last.as_deref())
+                        .await
+                        .unwrap();
+                    self.resumed.push(c.welcome["resumed"] == true);
+                    self.client.insert(c)
+                }
+            };
+            match client.next_json_within(WAIT).await {
+                Err(()) => panic!("no frame in time; last id {:?}", self.last),
+                Ok(None) => {
+                    self.closes += 1;
+                    self.client = None;
+                }
+                Ok(Some(f)) if f["type"] == "notification" => {
+                    let id = f["id"].as_str().unwrap().to_owned();
+                    self.frames.push(f);
+                    self.last = Some(id.clone());
+                    if kill_at.contains(&self.frames.len()) {
+                        self.client = None;
+                    }
+                    if id == target {
+                        return;
+                    }
+                }
+                Ok(Some(_)) => {} // heartbeat, or the error frame before a close
+            }
+        }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn texts(&self) -> Vec<String> {
+        self.frames
+            .iter()
+            .flat_map(|f| {
+                f["data"]["messages"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|m| m["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn customer_indices(&self) -> Vec<u64> {
+        self.frames
+            .iter()
+            .flat_map(|f| {
+                f["data"]["messages"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|m| m["index"].as_u64().unwrap())
+            .collect()
+    }
+}
+
+fn ids(range: std::ops::RangeInclusive<u64>) -> Vec<String> {
+    range.map(|i| i.to_string()).collect()
+}
+
+/// Posts `items` to the ingest in batches of `batch`, pausing `pause`
+/// between batches.
+async fn ingest_in_batches(server: &TestServer, items: &[Value], batch: usize, pause: Duration) {
+    for chunk in items.chunks(batch) {
+        server.ingest_ok(chunk).await;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_killed_mid_burst_resumes_with_exactly_the_upstream_sequence() {
+    let server = Arc::new(start(|_| {}).await);
+    let cast = Cast::new("burst");
+    server.ingest_ok(&[cast.joined()]).await;
+    server.wait_dispatched(1).await;
+
+    let mut agent = Follower::start(&server, Role::Agent, &cast.agent_user(), None).await;
+    let mut customer = Follower::start(&server, Role::Customer, CUSTOMER, Some(&cast.sid)).await;
+    let burst: Vec<Value> = (1..=5000).map(|i| cast.message(i)).collect();
+    let publisher = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            ingest_in_batches(&server, &burst, 250, Duration::ZERO).await;
+        })
+    };
+
+    // The snapshot (the session as it stands: id "1"), then the burst,
+    // killed a third of the way in.
+    agent.follow_until("5001", &[1700]).await;
+    publisher.await.unwrap();
+    assert!(agent.resumed.iter().all(|r| *r), "{:?}", agent.resumed);
+    assert!(
+        !agent.resumed.is_empty(),
+        "the agent was killed and resumed"
+    );
+    assert_eq!(
+        agent.ids(),
+        ids(1..=5001),
+        "no loss, no duplicate, in order"
+    );
+    let upstream: Vec<String> = (1..=5000).map(|i| format!("burst-m{i}")).collect();
+    assert_eq!(agent.texts(), upstream);
+
+    let visible: Vec<String> = (1..=5000u64)
+        .filter(|i| !is_agent_only(*i))
+        .map(|i| format!("burst-m{i}"))
+        .collect();
+    let last = (visible.len() + 1).to_string();
+    customer.follow_until(&last, &[1200]).await;
+    assert!(customer.resumed.iter().all(|r| *r) && !customer.resumed.is_empty());
+    assert_eq!(customer.ids(), ids(1..=visible.len() as u64 + 1));
+    assert_eq!(customer.texts(), visible);
+    let indices = customer.customer_indices();
+    assert_eq!(indices, (1..=visible.len() as u64).collect::<Vec<_>>());
+    server.wait_dispatched(5001).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_while_the_upstream_keeps_publishing() {
+    let server = Arc::new(start(|_| {}).await);
+    let (one, two) = (Cast::new("s1"), Cast::new("s2"));
+    server.ingest_ok(&[one.joined(), two.joined()]).await;
+    server.wait_dispatched(2).await;
+
+    let mut agent = Follower::start(&server, Role::Agent, &one.agent_user(), None).await;
+    let mut supervisor = Follower::start(&server, Role::Supervisor, "boss", None).await;
+    // Two sessions interleaved: the agent sees one, the supervisor both.
+    let upstream: Vec<Value> = (1..=1500)
+        .flat_map(|i| [one.message(i), two.message(i)])
+        .collect();
+    let publisher = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            ingest_in_batches(&server, &upstream, 40, Duration::from_millis(3)).await;
+        })
+    };
+    let kills = [150, 400, 700, 1000, 1300];
+    let (a, s) = tokio::join!(
+        agent.follow_until("3001", &kills),
+        supervisor.follow_until("3002", &kills),
+    );
+    let ((), ()) = (a, s);
+    publisher.await.unwrap();
+
+    // Snapshot of s1 ("2"), then s1's messages: sequences 3, 5, 7, ...
+    let mut expected = vec!["2".to_string()];
+    expected.extend((3..=3001).step_by(2).map(|i| i.to_string()));
+    assert_eq!(agent.ids(), expected);
+    assert_eq!(agent.resumed, vec![true; kills.len()]);
+    // Supervisor snapshot: one frame per session, "2:1" and "2".
+    let mut expected = vec!["2:1".to_string(), "2".to_string()];
+    expected.extend(ids(3..=3002));
+    assert_eq!(supervisor.ids(), expected);
+    assert_eq!(supervisor.resumed, vec![true; kills.len()]);
+}
+
+#[tokio::test]
+async fn resume_outside_the_retention_window_gets_resumed_false_and_the_snapshot() {
+    let server = start(|c| {
+        c.retention_count = 5;
+        c.retention_max = 5;
+        c.retention_secs = 0;
+        c.log_limit = 8;
+    })
+    .await;
+    let cast = Cast::new("win");
+    let mut upstream = vec![cast.joined()];
+    upstream.extend((1..=3).map(|i| cast.message(i)));
+    server.ingest_ok(&upstream).await;
+    server.wait_dispatched(4).await;
+
+    let mut agent = server.connect(Role::Agent, &cast.agent_user(), None).await;
+    let snap = agent.notifications(2).await;
+    assert_eq!(snap[1]["id"], "4");
+    let mut customer = server.connect(Role::Customer, CUSTOMER, Some("win")).await;
+    let snap = customer.notifications(2).await;
+    let customer_last = snap[1]["id"].as_str().unwrap().to_owned();
+    assert_eq!(customer_last, "3", "the join and two visible messages");
+    drop((agent, customer));
+
+    // 20 more (1 in 3 agent-only) while both are away: far past 5 frames.
+    let more: Vec<Value> = (4..=23).map(|i| cast.message(i)).collect();
+    server.ingest_ok(&more).await;
+    server.wait_dispatched(24).await;
+
+    let mut agent = server
+        .resume(Role::Agent, &cast.agent_user(), None, "4")
+        .await;
+    assert_eq!(agent.welcome["resumed"], false);
+    let snap = agent.notifications(2).await;
+    assert_eq!(snap[0]["id"], "24:1");
+    assert_eq!(snap[0]["data"]["notificationType"], "ParticipantsUpdated");
+    assert_eq!(
+        snap[0]["data"]["facebooksession"]["participants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(snap[1]["id"], "24");
+    let log: Vec<&str> = snap[1]["data"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    let last8: Vec<String> = (16..=23).map(|i| format!("win-m{i}")).collect();
+    assert_eq!(log, last8, "the log holds the last 8 messages");
+
+    let mut customer = server
+        .resume(Role::Customer, CUSTOMER, Some("win"), &customer_last)
+        .await;
+    assert_eq!(customer.welcome["resumed"], false);
+    let snap = customer.notifications(2).await;
+    // Visible messages 1..=23 not divisible by 3: 16 of them, ids 2..=17.
+    assert_eq!(snap[0]["id"], "17");
+    assert_eq!(snap[1]["id"], "17");
+    let shown: Vec<(u64, String)> = snap[1]["data"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["index"].as_u64().unwrap(),
+                m["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // The log's visible messages, with the indices they had the first time.
+    let expected: Vec<(u64, String)> = [(11, 16), (12, 17), (13, 19), (14, 20), (15, 22), (16, 23)]
+        .iter()
+        .map(|(index, i)| (*index, format!("win-m{i}")))
+        .collect();
+    assert_eq!(shown, expected);
+    assert!(!snap[1].to_string().contains("win-consultant"));
+
+    // Live from there, and resumable from the snapshot's id.
+    server.ingest_ok(&[cast.message(25)]).await;
+    let live = agent.next_notification().await;
+    assert_eq!(live["id"], "25");
+    let live = customer.next_notification().await;
+    assert_eq!(live["id"], "18");
+    assert_eq!(live["data"]["messages"][0]["index"], 17);
+    drop(agent);
+    server.ingest_ok(&[cast.message(26)]).await;
+    server.wait_dispatched(26).await;
+    let mut agent = server
+        .resume(Role::Agent, &cast.agent_user(), None, "25")
+        .await;
+    assert_eq!(agent.welcome["resumed"], true);
+    assert_eq!(agent.next_notification().await["id"], "26");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_customer_replay_repeats_the_same_ids_and_indices_byte_for_byte() {
+    let server = start(|_| {}).await;
+    let cast = Cast::new("replay");
+    server.ingest_ok(&[cast.joined()]).await;
+    server.wait_dispatched(1).await;
+    let mut customer = server
+        .connect(Role::Customer, CUSTOMER, Some("replay"))
+        .await;
+    let snapshot = customer.next_text_within(WAIT).await.unwrap().unwrap();
+    assert_eq!(frame_id(&snapshot), Some("1"));
+
+    let upstream: Vec<Value> = (1..=30).map(|i| cast.message(i)).collect();
+    server.ingest_ok(&upstream).await;
+    let mut first_time = vec![snapshot];
+    for _ in 0..20 {
+        first_time.push(customer.next_text_within(WAIT).await.unwrap().unwrap());
+    }
+    let ids: Vec<&str> = first_time.iter().filter_map(|f| frame_id(f)).collect();
+    assert_eq!(ids, ids_str(1..=21));
+    drop(customer);
+
+    for since in ["0", "7", "21"] {
+        let mut again = server
+            .resume(Role::Customer, CUSTOMER, Some("replay"), since)
+            .await;
+        assert_eq!(again.welcome["resumed"], true, "since={since}");
+        let from: usize = since.parse().unwrap();
+        for expected in &first_time[from..] {
+            let frame = again.next_text_within(WAIT).await.unwrap().unwrap();
+            assert_eq!(&frame, expected, "since={since}: replay differs");
+        }
+        again.expect_silence(Duration::from_millis(200)).await;
+    }
+    // An id the customer was never given is not resumable.
+    let mut ahead = server
+        .resume(Role::Customer, CUSTOMER, Some("replay"), "22")
+        .await;
+    assert_eq!(ahead.welcome["resumed"], false);
+    let snap = ahead.notifications(2).await;
+    assert_eq!(
+        (snap[0]["id"].as_str(), snap[1]["id"].as_str()),
+        (Some("21"), Some("21"))
+    );
+    server.stop().await;
+}
+
+fn ids_str(range: std::ops::RangeInclusive<u64>) -> Vec<&'static str> {
+    range
+        .map(|i| &*Box::leak(i.to_string().into_boxed_str()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_with_1013_and_nobody_else_notices() {
+    const SESSIONS: u64 = 10;
+    const PER_SESSION: u64 = 10_000;
+    let server = Arc::new(
+        start(|c| {
+            c.retention_count = 200;
+            c.retention_max = 200;
+            c.log_limit = 50;
+            // The slow client reads its close only once the flood is over.
+            c.write_timeout_secs = 600;
+        })
+        .await,
+    );
+    let casts: Vec<Cast> = (0..SESSIONS)
+        .map(|s| Cast::new(&format!("flood{s}")))
+        .collect();
+    // One agent in every session: the slow one and a reader share it.
+    let shared_agent = participant("everywhere", "Agent", "Both", "All");
+    let joins: Vec<Value> = casts
+        .iter()
+        .map(|c| {
+            participants_updated(
+                &c.sid,
+                &[c.customer.clone(), shared_agent.clone(), c.agent.clone()],
+            )
+        })
+        .collect();
+    server.publish(&joins).await;
+    server.wait_dispatched(SESSIONS).await;
+
+    let agent_user = user_of("everywhere");
+    let mut slow = server.connect(Role::Agent, &agent_user, None).await;
+    let readers = [
+        (Role::Agent, agent_user.clone(), None),
+        (Role::Supervisor, "boss".to_string(), None),
+        (
+            Role::Customer,
+            CUSTOMER.to_string(),
+            Some(casts[0].sid.clone()),
+        ),
+    ];
+    let total = SESSIONS * PER_SESSION;
+    let visible0 = (1..=PER_SESSION).filter(|i| !is_agent_only(*i)).count() as u64;
+    let mut tasks = Vec::new();
+    for (role, sub, sid) in readers {
+        let mut client = server.connect(role, &sub, sid.as_deref()).await;
+        let (snapshot, expected) = match role {
+            Role::Customer => (1, visible0),
+            _ => (SESSIONS, total),
+        };
+        tasks.push(tokio::spawn(async move {
+            // Counts and order: every id once, increasing.
+            let mut prev: Option<u64> = None;
+            let mut got = 0u64;
+            for _ in 0..snapshot {
+                client.next_text_within(WAIT).await.unwrap().unwrap();
+            }
+            while got < expected {
+                let frame = client.next_text_within(WAIT).await.unwrap().unwrap();
+                let Some(id) = frame_id(&frame) else { continue };
+                let id: u64 = id.parse().unwrap();
+                assert!(prev.is_none_or(|p| id > p), "{role:?}: {id} after {prev:?}");
+                if role == Role::Customer {
+                    assert_eq!(id, prev.unwrap_or(1) + 1, "customer ids without gaps");
+                }
+                prev = Some(id);
+                got += 1;
+            }
+            client.expect_silence(Duration::from_millis(100)).await;
+            (role, got, prev, client)
+        }));
+    }
+
+    let rss_before = vm_rss_kib();
+    let started = std::time::Instant::now();
+    let mut peak_retained = 0;
+    for round in 1..=PER_SESSION / 50 {
+        let batch: Vec<Value> = ((round - 1) * 50 + 1..=round * 50)
+            .flat_map(|i| casts.iter().map(move |c| c.message_sized(i, 1000)))
+            .collect();
+        server.publish(&batch).await;
+        let stats = server.state.hub.stats();
+        peak_retained = peak_retained.max(stats.retained_frames);
+    }
+    server.wait_dispatched(SESSIONS + total).await;
+    let mut readers = Vec::new();
+    for task in tasks {
+        let (role, got, last, client) = task.await.unwrap();
+        readers.push(client);
+        let expected = match role {
+            Role::Customer => visible0,
+            _ => total,
+        };
+        assert_eq!(got, expected, "{role:?} got every frame");
+        if role != Role::Customer {
+            assert_eq!(last, Some(SESSIONS + total));
+        }
+    }
+    let rss_growth_mib = vm_rss_kib().saturating_sub(rss_before) / 1024;
+    eprintln!(
+        "flood: {:?}, rss growth {rss_growth_mib} MiB, peak retained {peak_retained}",
+        started.elapsed()
+    );
+
+    // The slow client was let go: only the three readers remain, and what
+    // the hub holds is bounded by retention, not by the flood.
+    let stats = server.state.hub.stats();
+    assert_eq!(stats.connections, 3, "{stats:?}");
+    assert!(
+        peak_retained <= (SESSIONS * 200) as usize,
+        "{peak_retained}"
+    );
+    assert!(stats.queued_bytes < 3 << 20, "{stats:?}");
+    // 100,000 frames of ~2 KiB would be ~200 MiB if the slow client's
+    // share were kept; retention holds ~8 MiB.
+    assert!(
+        rss_growth_mib < 100,
+        "resident memory grew by {rss_growth_mib} MiB"
+    );
+
+    // What it finds when it finally reads: frames it had, an error frame,
+    // then 1013.
+    let (closed, error) = slow.until_close().await;
+    assert_eq!(closed, Closed::Code(1013));
+    let error = error.expect("an error frame before the close");
+    assert_eq!(error["code"], 1013);
+    drop(readers);
+}
+
+#[tokio::test]
+async fn a_slow_client_closed_with_1013_resumes_losing_nothing() {
+    let server = start(|c| {
+        c.queue_frames = 32;
+        c.retention_count = 10_000;
+        c.retention_max = 10_000;
+    })
+    .await;
+    let cast = Cast::new("slow");
+    server.ingest_ok(&[cast.joined()]).await;
+    server.wait_dispatched(1).await;
+    let mut slow = server.connect(Role::Agent, &cast.agent_user(), None).await;
+    let snapshot = slow.next_notification().await;
+    assert_eq!(snapshot["id"], "1");
+
+    // ~16 MiB: more than the socket buffers hold, so the queue overflows.
+    let upstream: Vec<Value> = (1..=4000).map(|i| cast.message_sized(i, 4000)).collect();
+    server.publish(&upstream).await;
+    server.wait_dispatched(4001).await;
+
+    let mut last = 1u64;
+    let (closed, error) = loop {
+        match slow.next_json_within(WAIT).await.unwrap() {
+            Some(f) if f["type"] == "notification" => {
+                let id: u64 = f["id"].as_str().unwrap().parse().unwrap();
+                assert_eq!(id, last + 1);
+                last = id;
+            }
+            Some(f) if f["type"] == "error" => break (slow.until_close().await.0, f),
+            Some(f) => panic!("unexpected {f}"),
+            None => panic!("closed without an error frame after {last}"),
+        }
+    };
+    assert_eq!(closed, Closed::Code(1013));
+    assert_eq!(error["code"], 1013);
+    assert!(last < 4001, "the queue overflowed before the end");
+
+    let mut resumed = server
+        .resume(Role::Agent, &cast.agent_user(), None, &last.to_string())
+        .await;
+    assert_eq!(resumed.welcome["resumed"], true);
+    while last < 4001 {
+        let text = resumed.next_text_within(WAIT).await.unwrap().unwrap();
+        let id: u64 = frame_id(&text).unwrap().parse().unwrap();
+        assert_eq!(id, last + 1);
+        last = id;
+    }
+    resumed.expect_silence(Duration::from_millis(200)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_dropped() {
+    let server = start(|c| {
+        c.heartbeat_secs = 1;
+        c.pong_timeout_secs = 1;
+    })
+    .await;
+    let cast = Cast::new("ping");
+    server.ingest_ok(&[cast.joined()]).await;
+    server.wait_dispatched(1).await;
+    // Never polled: its pings go unanswered.
+    let mut silent = server.connect(Role::Agent, &cast.agent_user(), None).await;
+    let mut alive = server.connect(Role::Supervisor, "boss", None).await;
+    assert_eq!(server.state.hub.connection_count(), 2);
+
+    // The live one reads (and so answers pings) for four heartbeats.
+    assert_eq!(alive.next_notification().await["id"], "1");
+    let mut beats = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(Some(f)) = alive.next_json_within(Duration::from_millis(200)).await {
+            assert_eq!(f["type"], "heartbeat");
+            beats += 1;
+        }
+    }
+    assert!(beats >= 2, "heartbeats every second, got {beats}");
+    assert_eq!(
+        server.state.hub.connection_count(),
+        1,
+        "the silent peer is gone, the live one is not"
+    );
+    server.ingest_ok(&[cast.message(1)]).await;
+    assert_eq!(alive.next_notification().await["id"], "2");
+
+    // The silent one finds its snapshot, heartbeats, then a dead socket.
+    let mut seen = Vec::new();
+    while let Ok(Some(f)) = silent.next_json_within(WAIT).await {
+        seen.push(f["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen.first().map(String::as_str), Some("notification"));
+    assert!(seen[1..].iter().all(|t| t == "heartbeat"), "{seen:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_text_over_4_kib_closes_with_1009() {
+    let server = start(|_| {}).await;
+    let cast = Cast::new("big");
+    server.ingest_ok(&[cast.joined()]).await;
+    server.wait_dispatched(1).await;
+
+    let mut client = server.connect(Role::Agent, &cast.agent_user(), None).await;
+    client.next_notification().await;
+    // 4 KiB exactly is ignored; the stream goes on.
+    client.send_text("a".repeat(4096)).await;
+    server.ingest_ok(&[cast.message(1)]).await;
+    assert_eq!(client.next_notification().await["id"], "2");
+    // One byte more closes with 1009, after an error frame.
+    client.send_text("a".repeat(4097)).await;
+    let (closed, error) = client.until_close().await;
+    assert_eq!(closed, Closed::Code(1009));
+    assert_eq!(error.unwrap()["code"], 1009);
+
+    // Far over tungstenite's own limit: refused from the frame header.
+    let mut client = server.connect(Role::Agent, &cast.agent_user(), None).await;
+    client.send_text("b".repeat(256 << 10)).await;
+    let (closed, error) = client.until_close().await;
+    assert_eq!(closed, Closed::Code(1009));
+    assert_eq!(error.unwrap()["code"], 1009);
+    server.stop().await;
+}
+
+/// The real binary, its stdout read for the address it bound.
+struct Binary {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Binary {
+    fn start() -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatgate"))
+            .env("CHATGATE_JWT_SECRET", SECRET)
+            .env("CHATGATE_LISTEN", "127.0.0.1:0")
+            .env("CHATGATE_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut addr = None;
+        for line in stdout.lines() {
+            let line = line.unwrap();
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if entry["fields"]["message"] == "chatgate listening" {
+                addr = entry["fields"]["addr"].as_str().map(|a| a.parse().unwrap());
+                break;
+            }
+        }
+        let addr = addr.expect("the binary logs the address it listens on");
+        Self { child, addr }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    async fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still running {limit:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_client_with_1001_and_the_process_exits() {
+    let mut binary = Binary::start();
+    let cast = Cast::new("term");
+    let ingest = post(
+        &format!("http://{}/upstream/events", binary.addr),
+        &token(Role::Service, "upstream", None),
+        &json!([cast.joined(), cast.message(1)]).to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(ingest.0, 202, "{:?}", ingest.1);
+
+    let parties = [
+        token(Role::Agent, &cast.agent_user(), None),
+        token(Role::Customer, CUSTOMER, Some("term")),
+        token(Role::Supervisor, "boss", None),
+        token(Role::Agent, "in-no-session", None),
+    ];
+    let mut clients = Vec::new();
+    for t in &parties {
+        clients.push(Client::connect(binary.addr, t, None).await.unwrap());
+    }
+    // Everyone is live (snapshots received) before the signal.
+    for c in &mut clients[..3] {
+        c.notifications(2).await;
+    }
+
+    binary.terminate();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let (closed, error) = c.until_close().await;
+        assert_eq!(closed, Closed::Code(1001), "client {i}");
+        assert!(error.is_none(), "going away needs no error frame");
+    }
+    let status = binary.exit_within(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status:?}");
+    // And it no longer accepts anything.
+    assert!(tokio::net::TcpStream::connect(binary.addr).await.is_err());
+}
