@@ -169,6 +169,26 @@ impl Drop for Outbox {
     }
 }
 
+/// Learns when the hub ends a queue, without borrowing the [`Inbox`]: a
+/// connection blocked writing to its socket races its write against it.
+#[derive(Clone)]
+pub struct EndSignal {
+    shared: Arc<Shared>,
+}
+
+impl EndSignal {
+    /// Completes once the queue has ended, with the reason.
+    pub async fn ended(&self) -> Ended {
+        loop {
+            if let Some(why) = self.shared.lock().ended {
+                return why;
+            }
+            // An end between the check and here is kept as a permit.
+            self.shared.wake.notified().await;
+        }
+    }
+}
+
 /// What taking a frame found.
 enum Take {
     Frame(Queued),
@@ -219,6 +239,13 @@ impl Inbox {
 
     pub fn overflowed(&self) -> bool {
         self.end_reason() == Some(Ended::Slow)
+    }
+
+    /// A handle that learns when the queue ends.
+    pub fn end_signal(&self) -> EndSignal {
+        EndSignal {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Why the hub ended the queue, if it did.
@@ -315,12 +342,17 @@ mod tests {
         assert!(out.offer(&f, Instant::now()));
         assert_eq!(out.queued_bytes(), 3);
         assert!(inbox.recv().await.is_some());
-        let waiter = tokio::spawn(async move { (inbox.recv().await, inbox.end_reason()) });
+        let signal = inbox.end_signal();
+        let watcher = tokio::spawn(async move { signal.ended().await });
         tokio::task::yield_now().await;
         out.revoke();
-        let (next, reason) = waiter.await.unwrap();
-        assert_eq!(next, None, "a revoked queue hands out nothing more");
-        assert_eq!(reason, Some(Ended::Revoked));
+        assert_eq!(watcher.await.unwrap(), Ended::Revoked);
+        assert_eq!(
+            inbox.recv().await,
+            None,
+            "a revoked queue hands out nothing more"
+        );
+        assert_eq!(inbox.end_reason(), Some(Ended::Revoked));
         assert!(!out.offer(&f, Instant::now()));
         assert!(!out.is_overflowed(), "the first reason stays");
     }

@@ -8,6 +8,7 @@
 //! this module only moves bytes, in one task per connection.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::{now_secs, Principal, Role};
@@ -28,7 +30,7 @@ use crate::http::{authenticate, AppError, SharedState};
 use crate::hub::{AttachError, Attachment, Party, Registration};
 use crate::limits::AddressPermit;
 use crate::metrics::refusal;
-use crate::outbox::{Ended, Inbox, Queued};
+use crate::outbox::{EndSignal, Ended, Inbox, Queued};
 
 /// Largest client text frame accepted; longer ones close with 1009.
 pub const MAX_CLIENT_TEXT: usize = 4096;
@@ -190,6 +192,8 @@ struct Connection {
     /// Dropped (the hub lets go) as soon as the connection ends, before
     /// the closing handshake.
     registration: Option<Registration>,
+    /// Learns when the hub ends the queue while a write is blocked.
+    end_signal: EndSignal,
     principal: Principal,
     state: SharedState,
     write_timeout: Duration,
@@ -205,6 +209,7 @@ impl Connection {
         let write_timeout = Duration::from_secs(state.config.write_timeout_secs.max(1));
         Self {
             socket,
+            end_signal: attachment.inbox.end_signal(),
             inbox: attachment.inbox,
             backlog: attachment.backlog.into(),
             resumed: attachment.resumed,
@@ -250,8 +255,9 @@ impl Connection {
             "sub": self.principal.sub,
             "resumed": self.resumed,
         });
-        if !self.send_text(welcome.to_string().into()).await {
-            return End::Peer;
+        let welcome = Message::Text(welcome.to_string().into());
+        if let Err(end) = self.send_batch([welcome]).await {
+            return end;
         }
         self.live().await
     }
@@ -295,10 +301,9 @@ impl Connection {
                 },
                 _ = heartbeat.tick() => {
                     let beat = Utf8Bytes::from_static(r#"{"type":"heartbeat"}"#);
-                    if !self.send_batch([beat].into_iter()).await
-                        || !self.send_message(Message::Ping(Default::default())).await
-                    {
-                        return End::Peer;
+                    let ping = Message::Ping(Default::default());
+                    if let Err(end) = self.send_batch([Message::Text(beat), ping]).await {
+                        return end;
                     }
                     if !awaiting_pong {
                         awaiting_pong = true;
@@ -307,7 +312,9 @@ impl Connection {
                 }
                 out = next_out(&mut self.backlog, &mut self.inbox) => {
                     let sent = match out {
-                        Out::Backlog(frames) => self.send_batch(frames.into_iter()).await,
+                        Out::Backlog(frames) => {
+                            self.send_batch(frames.into_iter().map(Message::Text)).await
+                        }
                         Out::Live(first) => self.send_queued(first).await,
                         Out::Ended => {
                             return self
@@ -316,31 +323,26 @@ impl Connection {
                                 .map_or(End::Close(close::INTERNAL, "stream ended"), End::of);
                         }
                     };
-                    if !sent {
-                        return End::Peer;
+                    if let Err(end) = sent {
+                        return end;
                     }
                 }
             }
         }
     }
 
-    async fn send_text(&mut self, text: Utf8Bytes) -> bool {
-        self.send_message(Message::Text(text)).await
-    }
-
-    async fn send_message(&mut self, msg: Message) -> bool {
-        matches!(
-            timeout(self.write_timeout, self.socket.send(msg)).await,
-            Ok(Ok(()))
-        )
-    }
-
     /// Writes `first` and the frames queued behind it (up to a batch) with
     /// one flush, taking them off the queue as they go: no buffer per batch.
-    async fn send_queued(&mut self, first: Queued) -> bool {
-        let socket = &mut self.socket;
-        let inbox = &mut self.inbox;
-        let metrics = &self.state.metrics;
+    async fn send_queued(&mut self, first: Queued) -> Result<(), End> {
+        let Connection {
+            socket,
+            inbox,
+            end_signal,
+            state,
+            write_timeout,
+            ..
+        } = self;
+        let metrics = &state.metrics;
         let write = async move {
             let mut next = Some(first);
             let mut fed = 0;
@@ -357,19 +359,25 @@ impl Connection {
             }
             socket.flush().await
         };
-        matches!(timeout(self.write_timeout, write).await, Ok(Ok(())))
+        guarded(write, *write_timeout, end_signal, &state.shutdown).await
     }
 
-    /// Writes several frames with one flush.
-    async fn send_batch(&mut self, frames: impl Iterator<Item = Utf8Bytes>) -> bool {
+    /// Writes several messages with one flush.
+    async fn send_batch(&mut self, msgs: impl IntoIterator<Item = Message>) -> Result<(), End> {
         let socket = &mut self.socket;
         let write = async move {
-            for f in frames {
-                socket.feed(Message::Text(f)).await?;
+            for m in msgs {
+                socket.feed(m).await?;
             }
             socket.flush().await
         };
-        matches!(timeout(self.write_timeout, write).await, Ok(Ok(())))
+        guarded(
+            write,
+            self.write_timeout,
+            &self.end_signal,
+            &self.state.shutdown,
+        )
+        .await
     }
 
     /// Shutdown: sends what is already queued (nothing more), then 1001.
@@ -400,6 +408,27 @@ impl Connection {
             };
             let _ = self.socket.send(Message::Close(Some(frame))).await;
         }
+    }
+}
+
+/// Runs a write to the socket. Gives up on it when the peer does not take
+/// it within `limit`, and, only while the write is blocked, when the hub
+/// ends the queue (the client fell behind: its close is due now, not after
+/// the write times out) or the server shuts down.
+async fn guarded(
+    write: impl Future<Output = Result<(), axum::Error>>,
+    limit: Duration,
+    end_signal: &EndSignal,
+    shutdown: &CancellationToken,
+) -> Result<(), End> {
+    tokio::select! {
+        biased;
+        done = timeout(limit, write) => match done {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Peer),
+        },
+        why = end_signal.ended() => Err(End::of(why)),
+        () = shutdown.cancelled() => Err(End::Shutdown),
     }
 }
 
