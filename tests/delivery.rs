@@ -59,9 +59,9 @@ impl Cast {
     fn message_sized(&self, i: u64, padding: usize) -> Value {
         let text = format!("{}-m{i}{}", self.sid, "x".repeat(padding));
         if is_agent_only(i) {
-            text_message(&self.sid, i, &self.consultant, "Agents", &text)
+            message_from(&self.sid, i, &self.consultant, "Agents", &text)
         } else {
-            text_message(&self.sid, i, &self.agent, "All", &text)
+            message_from(&self.sid, i, &self.agent, "All", &text)
         }
     }
 }

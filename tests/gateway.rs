@@ -42,12 +42,12 @@ fn random_traffic(rng: &mut StdRng, n: usize, messages: u64) -> Traffic {
     for i in 1..=messages {
         let n = match rng.random_range(0..10) {
             // The consultant, to agents.
-            0..=3 => text_message(&sid, i, &consultant, "Agents", &format!("{sid}:{i}:hidden")),
+            0..=3 => message_from(&sid, i, &consultant, "Agents", &format!("{sid}:{i}:hidden")),
             // The visible agent, to agents only (SendToAgents).
-            4..=5 => text_message(&sid, i, &agent, "Agents", &format!("{sid}:{i}:hidden")),
+            4..=5 => message_from(&sid, i, &agent, "Agents", &format!("{sid}:{i}:hidden")),
             // Agent-only typing.
             6 => {
-                let mut t = text_message(&sid, i, &agent, "Agents", "");
+                let mut t = message_from(&sid, i, &agent, "Agents", "");
                 t["messages"][0]["type"] = json!("TypingStarted");
                 t["messages"][0].as_object_mut().unwrap().remove("text");
                 t
@@ -55,12 +55,12 @@ fn random_traffic(rng: &mut StdRng, n: usize, messages: u64) -> Traffic {
             7 => {
                 let text = format!("{sid}:{i}:visible");
                 visible_texts.push(text.clone());
-                text_message(&sid, i, &customer, "All", &text)
+                message_from(&sid, i, &customer, "All", &text)
             }
             _ => {
                 let text = format!("{sid}:{i}:visible");
                 visible_texts.push(text.clone());
-                text_message(&sid, i, &agent, "All", &text)
+                message_from(&sid, i, &agent, "All", &text)
             }
         };
         notifications.push(n);
@@ -195,12 +195,12 @@ async fn an_agent_gets_a_session_from_the_notification_that_adds_them_to_the_one
 
     let upstream = [
         session_with("w", &[("a", "All")]),                  // 1
-        text_message("w", 1, &a, "All", "before"),           // 2
+        message_from("w", 1, &a, "All", "before"),           // 2
         session_with("w", &[("a", "All"), ("b", "Agents")]), // 3: b joins
-        text_message("w", 2, &b, "Agents", "joined"),        // 4
-        text_message("w", 3, &a, "All", "during"),           // 5
+        message_from("w", 2, &b, "Agents", "joined"),        // 4
+        message_from("w", 3, &a, "All", "during"),           // 5
         session_with("w", &[("a", "All")]),                  // 6: b leaves
-        text_message("w", 4, &a, "All", "after"),            // 7
+        message_from("w", 4, &a, "All", "after"),            // 7
     ];
     server.ingest_ok(&upstream).await;
     server.wait_dispatched(7).await;
@@ -358,7 +358,7 @@ async fn a_customer_connected_before_the_session_is_known_gets_its_view_and_no_o
     server
         .ingest_ok(&[
             session_with("early", &[("a", "All"), ("h", "Agents")]),
-            text_message("early", 1, &a, "All", "hello"),
+            message_from("early", 1, &a, "All", "hello"),
         ])
         .await;
 
@@ -387,8 +387,8 @@ async fn a_bad_ingest_batch_is_refused_whole_naming_the_item_and_changes_nothing
     let a = participant("a", "Agent", "a", "All");
     let good = [
         session_with("ing", &[("a", "All")]),
-        text_message("ing", 1, &a, "All", "one"),
-        text_message("ing", 2, &a, "All", "two"),
+        message_from("ing", 1, &a, "All", "one"),
+        message_from("ing", 2, &a, "All", "two"),
     ];
     let ndjson = |items: &[Value]| -> String {
         items

@@ -372,7 +372,7 @@ pub fn participants_updated(sid: &str, participants: &[Value]) -> Value {
 }
 
 /// A NewMessages of session `sid` with one Text message.
-pub fn text_message(sid: &str, index: u64, from: &Value, visibility: &str, text: &str) -> Value {
+pub fn message_from(sid: &str, index: u64, from: &Value, visibility: &str, text: &str) -> Value {
     json!({
         "notificationType": "NewMessages",
         "messageType": "MessageLogUpdated",
