@@ -245,8 +245,8 @@ impl Connection {
 
     async fn serve(&mut self) -> End {
         tracing::debug!(
-            resumed = self.attachment.resumed,
-            backlog = self.attachment.backlog.len(),
+            resumed = self.resumed,
+            backlog = self.backlog.len(),
             "connection opened"
         );
         let welcome = json!({
