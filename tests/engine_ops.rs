@@ -552,3 +552,38 @@ fn tempfile() -> (std::path::PathBuf, std::fs::File) {
     let file = std::fs::File::create(&path).unwrap();
     (path, file)
 }
+
+#[tokio::test]
+async fn a_transfer_within_a_conference_only_shows_the_caller_leaving() {
+    let server = start(|_| {}).await;
+    let chat = open_chat(&server, "Vitaliy", "hello", None).await;
+    let mut customer = connect_customer(&server, &chat, 2).await;
+    datas(&mut customer, 2).await;
+    let invite = json!({"operationName": "Invite", "targetPath": format!("/users/{AGENT2}")});
+    op_ok(&server, TESTNAME, &chat.sid, invite).await;
+    datas(&mut customer, 2).await;
+    let mut agent2 = server.connect(Role::Agent, AGENT2, None).await;
+    datas(&mut agent2, 2).await; // the snapshot
+
+    let transfer = json!({"operationName": "Transfer", "targetUri": server.url(&format!("/api/v2/users/{AGENT2}"))});
+    let r = op_ok(&server, TESTNAME, &chat.sid, transfer).await;
+    let got = datas(&mut agent2, 2).await;
+    let kinds: Vec<String> = got.iter().map(describe).collect();
+    assert_eq!(
+        kinds,
+        [
+            "NewMessages[ParticipantLeft/All]",
+            "ParticipantsUpdated(Chatting)"
+        ]
+    );
+    assert!(got.iter().all(|n| n["referenceId"] == r));
+    assert_eq!(got[0]["messages"][0]["from"]["nickname"], "TestName");
+    let seen = datas(&mut customer, 2).await;
+    assert_eq!(nicknames(&got[1]).len(), 2);
+    assert_eq!(
+        seen[1]["facebooksession"]["participants"][1]["nickname"],
+        "Agent2"
+    );
+    agent2.expect_silence(QUIET).await;
+    server.stop().await;
+}

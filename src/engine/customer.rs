@@ -147,7 +147,6 @@ async fn open(
         dir,
         now_ms: now,
         reference_id: None,
-        log_limit: engine.log_limit,
         new_participant_id: String::new(),
     };
     let opened = Opened {
@@ -193,7 +192,6 @@ pub async fn operate(
             dir: &engine.directory,
             now_ms: now_ms(),
             reference_id: None,
-            log_limit: engine.log_limit,
             new_participant_id: String::new(),
         };
         let operation = |record: &SessionRecord| {

@@ -39,8 +39,7 @@ impl<'a> Draft<'a> {
             text,
             field,
         };
-        self.next
-            .push_message(draft, self.ctx.now_ms, self.ctx.log_limit)
+        self.next.push_message(draft, self.ctx.now_ms)
     }
 
     pub fn emit_messages(&mut self, messages: Vec<Message>) {

@@ -81,7 +81,6 @@ pub struct Ctx<'a> {
     pub dir: &'a Directory,
     pub now_ms: u64,
     pub reference_id: Option<u64>,
-    pub log_limit: usize,
     /// The participant id a joining agent gets.
     pub new_participant_id: String,
 }
@@ -201,8 +200,6 @@ pub struct Engine {
     pub store: Store,
     /// The last `referenceId` handed out (process-wide).
     reference: AtomicU64,
-    /// Messages kept per session record.
-    log_limit: usize,
     /// How long a completed session is kept, in ms.
     completed_ttl_ms: u64,
     pub limiter: limiter::RateLimiter,
@@ -224,9 +221,8 @@ impl Engine {
     pub fn new(directory: Directory, config: &Config) -> Self {
         Self {
             directory,
-            store: Store::memory(),
+            store: Store::memory(config.log_limit),
             reference: AtomicU64::new(0),
-            log_limit: config.log_limit,
             completed_ttl_ms: config.retention_secs.saturating_mul(1000),
             limiter: limiter::RateLimiter::new(config.customer_session_rate),
             operation_limiter: limiter::RateLimiter::new(config.agent_operation_rate),
@@ -237,6 +233,12 @@ impl Engine {
     /// The next `referenceId`: increasing per request.
     pub fn next_reference(&self) -> u64 {
         self.reference.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The same engine over another store (e.g. a replicated one).
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = store;
+        self
     }
 
     /// Active sessions per agent, under the routing lock held by the caller.

@@ -108,7 +108,8 @@ pub fn join(
     Ok(())
 }
 
-/// Transfer: the target becomes visible, then `me` leaves.
+/// Transfer: the target becomes visible, then `me` leaves. A target
+/// already visible (a conference) only sees `me` go.
 pub fn transfer(d: &mut Draft<'_>, me: &Member, target: &Resolved) -> Result<(), OpError> {
     let (joining, announce) = match pick(&d.next, target, "transfer")? {
         Pick::Present(m) if m.participant_id == me.participant_id => {
@@ -120,9 +121,9 @@ pub fn transfer(d: &mut Draft<'_>, me: &Member, target: &Resolved) -> Result<(),
         Pick::Present(m) => (m, false),
         Pick::New(c) => (add_agent(d, c, Visibility::All), true),
     };
-    d.emit_state(NotificationType::ParticipantsUpdated);
     let mut messages = Vec::new();
     if announce {
+        d.emit_state(NotificationType::ParticipantsUpdated);
         messages.push(d.message("ParticipantJoined", &joining, Visibility::All, None, None));
     }
     messages.push(d.message("ParticipantLeft", me, me.visibility, None, None));

@@ -1,13 +1,11 @@
 //! A session as the engine keeps it, and the notifications built from it.
 //!
-//! Owns [`SessionRecord`] (participants, state, userData, a bounded message
-//! log, the next message index), the capabilities each state allows, and
+//! Owns [`SessionRecord`] (participants, state, userData, the next message
+//! index; the message log is kept by the store), the capabilities each
+//! state allows, and
 //! the Genesys Web Services shapes of the seed: the `facebooksession`
 //! object of a state-change notification and the messages of a NewMessages
 //! notification. Pure: no I/O, no clock (the caller passes the time).
-
-use std::collections::VecDeque;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -132,8 +130,6 @@ pub struct SessionRecord {
     pub user_data: Map<String, Value>,
     /// The index the next message gets: 1, 2, 3, ... per session.
     pub next_index: u64,
-    /// The latest messages (bounded), shared between revisions.
-    pub log: VecDeque<Arc<Message>>,
 }
 
 impl SessionRecord {
@@ -148,7 +144,6 @@ impl SessionRecord {
             participants: Vec::new(),
             user_data: Map::new(),
             next_index: 1,
-            log: VecDeque::new(),
         }
     }
 
@@ -216,8 +211,8 @@ impl SessionRecord {
             && !(consultant && VISIBLE_AGENTS_ONLY.contains(&operation))
     }
 
-    /// Appends a message to the log and returns it for a notification.
-    pub fn push_message(&mut self, draft: MessageDraft, now_ms: u64, log_limit: usize) -> Message {
+    /// Numbers and stamps a new message, for a notification.
+    pub fn push_message(&mut self, draft: MessageDraft, now_ms: u64) -> Message {
         let index = self.next_index;
         self.next_index += 1;
         let mut extra = Map::new();
@@ -226,19 +221,14 @@ impl SessionRecord {
         }
         extra.insert("timestamp".into(), Value::String(timestamp(now_ms)));
         extra.insert("timestampSeconds".into(), Value::from(now_ms));
-        let message = Message {
+        Message {
             index,
             kind: draft.kind.into(),
             from: Some(draft.from),
             visibility: draft.visibility,
             text: draft.text,
             extra,
-        };
-        self.log.push_back(Arc::new(message.clone()));
-        while self.log.len() > log_limit.max(1) {
-            self.log.pop_front();
         }
-        message
     }
 
     /// The `facebooksession` object of a state-change notification, with
@@ -388,7 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_numbered_and_the_log_is_bounded() {
+    fn messages_are_numbered_per_session() {
         let dir = Directory::demo("http://h");
         let mut r = SessionRecord::new("s".into(), 0, None);
         let from = customer().to_participant(&dir);
@@ -402,12 +392,10 @@ mod tests {
                     field: None,
                 },
                 1000,
-                3,
             );
             assert_eq!(m.index, i + 1);
+            assert_eq!(m.extra["timestampSeconds"], 1000);
         }
-        assert_eq!(r.log.len(), 3);
-        assert_eq!(r.log[0].index, 3);
         assert_eq!(r.next_index, 6);
         assert!(from.uri.is_none(), "a customer has no user uri");
     }

@@ -28,7 +28,7 @@ use super::{customer, new_id, now_ms, Ctx, Engine, Op};
 use crate::auth::Role;
 use crate::http::{authenticate, AppState, SharedState};
 use crate::metrics::refusal;
-use crate::model::Visibility;
+use crate::model::{Message, Visibility};
 
 /// Largest request body of an engine route.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -130,7 +130,6 @@ async fn run(state: SharedState, engine: Arc<Engine>, req: Request) -> Result<()
         dir: &engine.directory,
         now_ms: now_ms(),
         reference_id: Some(req.reference_id),
-        log_limit: engine.log_limit,
         new_participant_id: new_id(),
     };
     let operation = |record: &SessionRecord| {
@@ -212,7 +211,8 @@ async fn one_session(
     if record.agent(&agent.sub).is_none() {
         return Err(not_a_participant(&record));
     }
-    let messages: Vec<_> = record.log.iter().map(|m| m.as_ref()).collect();
+    let log = engine.store.messages(&id).await;
+    let messages: Vec<&Message> = log.iter().map(|m| m.as_ref()).collect();
     Ok(Json(json!({
         "statusCode": 0,
         "facebooksession": record.session_object(&engine.directory),

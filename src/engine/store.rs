@@ -17,6 +17,9 @@
 //!   implementation with compare-and-set retries it on a newer revision),
 //!   so it must be pure: everything it needs is captured before.
 //! - `revision` increases by one per applied change; the store sets it.
+//! - The store keeps each session's recent messages (the `messages` of its
+//!   published NewMessages, bounded), apart from the record: an operation
+//!   copies only the small record, never the transcript.
 //!
 //! Implementations: [`MemoryStore`] (one process: a per-session async mutex
 //! held across apply + publish). A replicated store (e.g. a key-value
@@ -25,7 +28,7 @@
 //! engine processes race, e.g. by publishing with an expected last
 //! sequence per session subject, or by holding a per-session lease.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -34,7 +37,7 @@ use tokio::sync::Mutex;
 
 use super::error::OpError;
 use super::record::SessionRecord;
-use crate::model::Notification;
+use crate::model::{Message, Notification};
 
 /// Where an applied change's notifications go (the bus, via `AppState`).
 pub trait Publish: Send + Sync {
@@ -61,8 +64,9 @@ pub enum Store {
 }
 
 impl Store {
-    pub fn memory() -> Self {
-        Store::Memory(MemoryStore::default())
+    /// An in-memory store keeping `log_limit` messages per session.
+    pub fn memory(log_limit: usize) -> Self {
+        Store::Memory(MemoryStore::new(log_limit))
     }
 
     /// A copy of the current record.
@@ -98,6 +102,13 @@ impl Store {
         }
     }
 
+    /// The session's recent messages, oldest first (empty if unknown).
+    pub async fn messages(&self, id: &str) -> Vec<Arc<Message>> {
+        match self {
+            Store::Memory(s) => s.messages(id).await,
+        }
+    }
+
     /// The active (not completed) sessions agent `user` is in.
     pub async fn sessions_of(&self, user: &str) -> Vec<SessionRecord> {
         match self {
@@ -120,18 +131,33 @@ impl Store {
     }
 }
 
-type Slot = Arc<Mutex<SessionRecord>>;
+/// One session: its record and its recent messages, under one lock.
+struct Entry {
+    record: SessionRecord,
+    log: VecDeque<Arc<Message>>,
+}
+
+type Slot = Arc<Mutex<Entry>>;
 
 /// Sessions in this process's memory.
-#[derive(Default)]
 pub struct MemoryStore {
     sessions: DashMap<String, Slot>,
     /// Agent user id -> its active sessions; kept in step with the records
     /// under each session's lock.
     active: DashMap<String, BTreeSet<String>>,
+    /// Messages kept per session.
+    log_limit: usize,
 }
 
 impl MemoryStore {
+    pub fn new(log_limit: usize) -> Self {
+        Self {
+            sessions: DashMap::new(),
+            active: DashMap::new(),
+            log_limit: log_limit.max(1),
+        }
+    }
+
     /// The slot of `id`, cloned out so no map guard is held across awaits.
     fn slot(&self, id: &str) -> Option<Slot> {
         self.sessions.get(id).map(|s| s.value().clone())
@@ -139,8 +165,23 @@ impl MemoryStore {
 
     async fn get(&self, id: &str) -> Option<SessionRecord> {
         let slot = self.slot(id)?;
-        let record = slot.lock().await;
-        Some(record.clone())
+        let entry = slot.lock().await;
+        Some(entry.record.clone())
+    }
+
+    async fn messages(&self, id: &str) -> Vec<Arc<Message>> {
+        match self.slot(id) {
+            Some(slot) => slot.lock().await.log.iter().cloned().collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Appends the messages of `notifications` to the entry's log.
+    fn log(&self, log: &mut VecDeque<Arc<Message>>, messages: Vec<Arc<Message>>) {
+        log.extend(messages);
+        while log.len() > self.log_limit {
+            log.pop_front();
+        }
     }
 
     async fn create<P: Publish>(
@@ -150,10 +191,14 @@ impl MemoryStore {
         publisher: &P,
     ) -> Result<(), OpError> {
         let id = record.id.clone();
-        let slot: Slot = Arc::new(Mutex::new(record));
+        let messages = messages_of(&notifications);
+        let slot: Slot = Arc::new(Mutex::new(Entry {
+            record,
+            log: VecDeque::new(),
+        }));
         // Locked before it is visible: an operation arriving before the
         // publish completes waits for it.
-        let guard = slot.clone().lock_owned().await;
+        let mut guard = slot.clone().lock_owned().await;
         match self.sessions.entry(id.clone()) {
             dashmap::Entry::Occupied(_) => {
                 return Err(OpError::Conflict(format!("session {id} exists")))
@@ -166,7 +211,8 @@ impl MemoryStore {
             self.sessions.remove(&id);
             return Err(e);
         }
-        self.index(None, &guard);
+        self.index(None, &guard.record);
+        self.log(&mut guard.log, messages);
         Ok(())
     }
 
@@ -183,11 +229,13 @@ impl MemoryStore {
             mut record,
             notifications,
             output,
-        } = op(&current)?;
-        record.revision = current.revision + 1;
+        } = op(&current.record)?;
+        record.revision = current.record.revision + 1;
+        let messages = messages_of(&notifications);
         publisher.publish_batch(notifications).await?;
-        self.index(Some(&current), &record);
-        *current = record;
+        self.index(Some(&current.record), &record);
+        current.record = record;
+        self.log(&mut current.log, messages);
         Ok(output)
     }
 
@@ -247,11 +295,21 @@ impl MemoryStore {
         let before = self.sessions.len();
         // try_lock: a session being operated on is not idle; skip it.
         self.sessions.retain(|_, slot| match slot.try_lock() {
-            Ok(r) => r.is_active() || r.updated_ms >= cutoff_ms,
+            Ok(e) => e.record.is_active() || e.record.updated_ms >= cutoff_ms,
             Err(_) => true,
         });
         before - self.sessions.len()
     }
+}
+
+/// The messages of the NewMessages among `notifications`, in order.
+fn messages_of(notifications: &[Notification]) -> Vec<Arc<Message>> {
+    notifications
+        .iter()
+        .filter_map(|n| n.messages.as_ref())
+        .flatten()
+        .map(|m| Arc::new(m.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -314,7 +372,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_operations_on_one_session_are_all_applied_in_order() {
-        let store = Arc::new(Store::memory());
+        let store = Arc::new(Store::memory(100));
         let sink = Arc::new(Sink::default());
         store
             .create(record("s", "a"), vec![], sink.as_ref())
@@ -351,7 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_or_unpublished_operations_change_nothing() {
-        let store = Store::memory();
+        let store = Store::memory(100);
         let sink = Sink::default();
         store.create(record("s", "a"), vec![], &sink).await.unwrap();
         let refused: Result<(), OpError> =
@@ -377,7 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn load_and_sessions_follow_the_records_and_sweep_forgets_completed() {
-        let store = Store::memory();
+        let store = Store::memory(100);
         let sink = Sink::default();
         for id in ["s1", "s2"] {
             store.create(record(id, "a"), vec![], &sink).await.unwrap();
@@ -417,5 +475,48 @@ mod tests {
         assert_eq!(store.sweep(11).await, 1);
         assert!(store.get("s1").await.is_none());
         assert!(store.get("s2").await.is_some(), "active sessions stay");
+    }
+
+    /// An operation that writes one line.
+    fn line(r: &SessionRecord) -> Result<Change<()>, OpError> {
+        let dir = crate::engine::directory::Directory::demo("http://h");
+        let mut next = r.clone();
+        let from = next.participants[0].to_participant(&dir);
+        let m = next.push_message(
+            crate::engine::record::MessageDraft {
+                kind: "Text",
+                from,
+                visibility: Visibility::All,
+                text: Some("hi".into()),
+                field: None,
+            },
+            5,
+        );
+        let n = next.new_messages(vec![m], None, &dir);
+        Ok(Change {
+            record: next,
+            notifications: vec![n],
+            output: (),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_the_latest_published_messages() {
+        let store = Store::Memory(MemoryStore::new(10));
+        let sink = Sink::default();
+        store.create(record("s", "a"), vec![], &sink).await.unwrap();
+        for _ in 0..25 {
+            store.apply("s", line, &sink).await.unwrap();
+        }
+        sink.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(store.apply("s", line, &sink).await.is_err());
+        let log = store.messages("s").await;
+        let indices: Vec<u64> = log.iter().map(|m| m.index).collect();
+        assert_eq!(
+            indices,
+            (16..=25).collect::<Vec<u64>>(),
+            "bounded, none unpublished"
+        );
+        assert!(store.messages("nope").await.is_empty());
     }
 }
