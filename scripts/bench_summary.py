@@ -14,7 +14,8 @@ def show(title, keys, pick):
 show("idle", ["welcomed", "server_bytes_per_conn"], lambda r: r["scenario"] == "idle")
 keys = ["frames_per_sec", "latency_p50_us", "latency_p99_us", "latency_p999_us",
         "lost", "duplicated", "out_of_order", "server_cpu_us_per_frame", "server_rss_bytes"]
-show("fanout at a fixed rate", keys, lambda r: r["scenario"] == "fanout" and r.get("label", "") == "run")
+show("fanout at a fixed rate", keys, lambda r: r["scenario"] == "fanout" and r.get("label", "") == "run" and r["via"] == "ingest")
+show("fanout through the engine", keys, lambda r: r.get("via") == "engine")
 show("find-max: half of max", ["rate_offered"] + keys, lambda r: r.get("label", "") == "half of max")
 def maxes(target):
     per_run, cur = [], None
@@ -31,7 +32,7 @@ for t in ("chatgate", "bare"):
     m = maxes(t)
     if m:
         print(f"  {t:9} runs={m} median={med(m)}")
-fixed = [r for r in rows if r["scenario"] == "fanout" and r.get("label", "") == "run"]
+fixed = [r for r in rows if r["scenario"] == "fanout" and r.get("label", "") == "run" and r["via"] == "ingest"]
 cg = med([r["server_cpu_us_per_frame"] for r in fixed if r["target"] == "chatgate"])
 bare = med([r["server_cpu_us_per_frame"] for r in fixed if r["target"] == "bare"])
 if cg and bare:
