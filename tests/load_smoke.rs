@@ -35,6 +35,8 @@ fn args(addr: std::net::SocketAddr, target: Target, pid: u32) -> FanoutArgs {
         max_steps: 1,
         concurrency: 16,
         tick_ms: 5,
+        nats_url: String::new(),
+        nats_prefix: "chatgate".into(),
     }
 }
 
@@ -87,6 +89,18 @@ async fn fanout_through_the_engine_delivers_every_frame_once() {
         (0, 0, 0, 0),
         "{r:?}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn fanout_through_nats_delivers_every_frame_once() {
+    let nats = support::nats::NatsServer::start().await;
+    let server = support::nats::gateway(&nats).await;
+    let mut a = args(server.addr, Target::Chatgate, std::process::id());
+    a.via = Via::Nats;
+    a.nats_url = nats.url();
+    let reports = fanout::run(&a).await.unwrap();
+    assert_every_frame_once_in_order(&reports[0]);
     server.stop().await;
 }
 

@@ -39,6 +39,9 @@ pub enum Via {
     /// (routed to the directory's agents), each notification a customer's
     /// SendMessage. The server needs CHATGATE_CUSTOMER_SESSION_RATE=0.
     Engine,
+    /// JetStream publishes to `<prefix>.sessions.<id>` on the server's NATS
+    /// bus (`--nats-url`, `--nats-prefix`), each acknowledged.
+    Nats,
 }
 
 impl Via {
@@ -46,6 +49,7 @@ impl Via {
         match self {
             Via::Ingest => "ingest",
             Via::Engine => "engine",
+            Via::Nats => "nats",
         }
     }
 }
@@ -99,6 +103,14 @@ pub struct FanoutArgs {
     /// Milliseconds between publish batches.
     #[arg(long, default_value_t = 5)]
     pub tick_ms: u64,
+
+    /// NATS server of the chatgate under test (`--via nats`).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+
+    /// Its subject prefix (the server's CHATGATE_NATS_PREFIX).
+    #[arg(long, default_value = "chatgate")]
+    pub nats_prefix: String,
 }
 
 /// p99 above this ends --find-max.
@@ -369,6 +381,11 @@ enum Upstream {
         base: String,
         sessions: Vec<EngineSession>,
     },
+    /// JetStream, one message per notification on its session's subject.
+    Nats {
+        js: async_nats::jetstream::Context,
+        prefix: String,
+    },
 }
 
 /// Sends batches to the server, one request at a time.
@@ -387,8 +404,21 @@ struct Publisher {
 impl Publisher {
     /// Sends the next `count` notifications.
     async fn send(&mut self, count: u64, sent_us: u64) -> Result<(), String> {
-        if matches!(self.upstream, Upstream::Engine { .. }) {
-            return self.operate(count, sent_us).await;
+        match self.upstream {
+            Upstream::Engine { .. } => return self.operate(count, sent_us).await,
+            Upstream::Nats { .. } => {
+                let items = (0..count)
+                    .map(|_| {
+                        let (s, n) = self.next();
+                        let session = self.names.session(s);
+                        let text = probe_text(sent_us, n, s);
+                        let notification = message_notification(&session, n, &text);
+                        (session, notification)
+                    })
+                    .collect();
+                return self.publish_nats(items).await;
+            }
+            Upstream::Batches { .. } => {}
         }
         let body = self.batch(count, sent_us);
         self.post(body).await
@@ -411,6 +441,27 @@ impl Publisher {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
             return Err(format!("publish refused: {status} {text}"));
+        }
+        Ok(())
+    }
+
+    /// Publishes `(session, notification)` in order on one connection, then
+    /// waits for every acknowledgment (as chatgate's own NATS bus does).
+    async fn publish_nats(&self, items: Vec<(String, String)>) -> Result<(), String> {
+        let Upstream::Nats { js, prefix } = &self.upstream else {
+            return Err("no NATS upstream".into());
+        };
+        let mut acks = Vec::with_capacity(items.len());
+        for (session, notification) in items {
+            let subject = format!("{prefix}.sessions.{session}");
+            let ack = js
+                .publish(subject, notification.into())
+                .await
+                .map_err(|e| format!("NATS publish: {e}"))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| format!("NATS publish not acknowledged: {e}"))?;
         }
         Ok(())
     }
@@ -521,7 +572,18 @@ impl Rig {
                 // The customer and the agent the session was routed to.
                 (Upstream::Engine { base, sessions }, parties, 2)
             }
-            (Via::Engine, None) => return Err("--via engine needs --target chatgate".into()),
+            (Via::Engine | Via::Nats, None) => {
+                return Err("--via engine and --via nats need --target chatgate".into())
+            }
+            (Via::Nats, Some(_)) => {
+                let client = async_nats::connect(&args.nats_url)
+                    .await
+                    .map_err(|e| format!("NATS at {}: {e}", args.nats_url))?;
+                let js = async_nats::jetstream::new(client);
+                let parties = ingest_parties(args, &names, minter.as_ref());
+                let prefix = args.nats_prefix.clone();
+                (Upstream::Nats { js, prefix }, parties, args.per_session)
+            }
             (Via::Ingest, _) => {
                 let (url, token) = match args.target.target {
                     Target::Chatgate => (
@@ -545,7 +607,7 @@ impl Rig {
             frame_seq: 0,
             next_session: 0,
         };
-        if args.target.target == Target::Chatgate && args.via == Via::Ingest {
+        if args.target.target == Target::Chatgate && args.via != Via::Engine {
             announce_sessions(&mut publisher, args).await?;
         }
         let sockets = connect_all(args, parties).await?;
@@ -692,6 +754,14 @@ async fn announce_sessions(publisher: &mut Publisher, args: &FanoutArgs) -> Resu
     let lines: Vec<String> = (0..args.sessions)
         .map(|s| participants_line(&publisher.names, s, args.per_session))
         .collect();
+    if matches!(publisher.upstream, Upstream::Nats { .. }) {
+        let items = lines
+            .into_iter()
+            .enumerate()
+            .map(|(s, line)| (publisher.names.session(s), line))
+            .collect();
+        return publisher.publish_nats(items).await;
+    }
     for chunk in lines.chunks(MAX_BATCH as usize) {
         publisher.post(chunk.join("\n")).await?;
     }
