@@ -461,7 +461,8 @@ impl Publisher {
             acks.push(ack);
         }
         for ack in acks {
-            ack.await.map_err(|e| format!("NATS publish not acknowledged: {e}"))?;
+            ack.await
+                .map_err(|e| format!("NATS publish not acknowledged: {e}"))?;
         }
         Ok(())
     }
