@@ -16,7 +16,8 @@ use crate::bus::memory::MemoryBus;
 use crate::bus::nats::NatsBus;
 use crate::bus::{Bus, Feed};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::nats_store::NatsStore;
+use crate::engine::{Engine, Store};
 use crate::http::{router, AppState, SharedState};
 use crate::hub::Hub;
 use crate::limits::AddressLimiter;
@@ -68,7 +69,11 @@ impl Server {
                     listener.local_addr().map_err(|e| e.to_string())?
                 ),
             };
-            Some(Arc::new(Engine::build(&config, &base)?))
+            let mut engine = Engine::build(&config, &base)?;
+            if let Bus::Nats(nats) = &bus {
+                engine.store = Store::Nats(Box::new(NatsStore::open(nats, &config).await?));
+            }
+            Some(Arc::new(engine))
         } else {
             None
         };
@@ -105,6 +110,8 @@ impl Server {
         let sweeper = tokio::spawn(sweep(state.hub.clone(), state.shutdown.clone()));
         if let Some(engine) = &state.engine {
             tokio::spawn(engine.clone().sweep_until(state.shutdown.clone()));
+            let (engine, shutdown) = (engine.clone(), state.shutdown.clone());
+            tokio::spawn(async move { engine.store.follow(shutdown).await });
         }
         let app = router(state.clone());
         let shutdown = state.shutdown.clone();

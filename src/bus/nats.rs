@@ -185,6 +185,17 @@ impl NatsBus {
         batch: Vec<Notification>,
         key: Option<&str>,
     ) -> Result<(), BusError> {
+        self.publish_from(batch, key, 0).await
+    }
+
+    /// [`NatsBus::publish`] of the tail of a keyed batch: its first
+    /// notification is number `first` (`<key>:<first>`), and so on.
+    pub async fn publish_from(
+        &self,
+        batch: Vec<Notification>,
+        key: Option<&str>,
+        first: usize,
+    ) -> Result<(), BusError> {
         if self.client.connection_state() != State::Connected {
             return Err(BusError::NotAcknowledged("not connected to NATS".into()));
         }
@@ -195,7 +206,7 @@ impl NatsBus {
             })?;
             let mut message = PublishMessage::build().payload(Bytes::from(n.to_json_bytes()));
             if let Some(key) = key {
-                message = message.message_id(format!("{key}:{i}"));
+                message = message.message_id(format!("{key}:{}", first + i));
             }
             let ack = self
                 .js
@@ -213,6 +224,10 @@ impl NatsBus {
 
     pub fn is_ready(&self) -> bool {
         self.client.connection_state() == State::Connected && self.caught_up.load(Ordering::Relaxed)
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
     }
 
     /// The subject of a session's events.

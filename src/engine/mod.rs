@@ -13,7 +13,8 @@
 //!   their parameters in [`params`], their effects in [`participants`],
 //!   [`messages`] and [`user_data`], built as a [`draft::Draft`].
 //! - [`store`]: where records live; applies one operation atomically per
-//!   session and publishes its notifications in order.
+//!   session and publishes its notifications in order; [`nats_store`]:
+//!   the store shared by every engine on a NATS bus.
 //! - [`routes`]: the agent REST API; [`customer`]: the widget's API.
 //! - [`limiter`]: rate limits of anonymous session creation and of each
 //!   agent's operations.
@@ -25,6 +26,7 @@ pub mod draft;
 pub mod error;
 pub mod limiter;
 pub mod messages;
+pub mod nats_store;
 pub mod params;
 pub mod participants;
 pub mod record;
@@ -230,9 +232,13 @@ impl Engine {
         }
     }
 
-    /// The next `referenceId`: increasing per request.
-    pub fn next_reference(&self) -> u64 {
-        self.reference.fetch_add(1, Ordering::Relaxed) + 1
+    /// The next `referenceId`: increasing per request (across engines,
+    /// with a shared store).
+    pub async fn next_reference(&self) -> Result<u64, OpError> {
+        match self.store.next_reference().await? {
+            Some(shared) => Ok(shared),
+            None => Ok(self.reference.fetch_add(1, Ordering::Relaxed) + 1),
+        }
     }
 
     /// The same engine over another store (e.g. a replicated one).
@@ -272,6 +278,19 @@ impl Publish for AppState {
             return Ok(());
         }
         self.publish(batch, "engine")
+            .await
+            .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
+    }
+
+    async fn publish_batch_keyed(
+        &self,
+        batch: Vec<Notification>,
+        key: &str,
+    ) -> Result<(), OpError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.publish_keyed(batch, "engine", Some(key))
             .await
             .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
     }

@@ -88,7 +88,7 @@ async fn operate(
     let body = json_object(&body)?;
     let name = Op::name_of(&body)?;
     let parsed = Op::parse(name, &body);
-    let reference_id = engine.next_reference();
+    let reference_id = engine.next_reference().await?;
     let request = Request {
         session: id,
         user: agent.sub,

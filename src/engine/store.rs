@@ -22,11 +22,10 @@
 //!   copies only the small record, never the transcript.
 //!
 //! Implementations: [`MemoryStore`] (one process: a per-session async mutex
-//! held across apply + publish). A replicated store (e.g. a key-value
-//! bucket with compare-and-set on the revision) implements the same
-//! methods; it must also keep a session's notifications in order when two
-//! engine processes race, e.g. by publishing with an expected last
-//! sequence per session subject, or by holding a per-session lease.
+//! held across apply + publish) and
+//! [`NatsStore`](super::nats_store::NatsStore) (every engine on a NATS
+//! bus: a JetStream KV bucket, compare-and-set on the revision, and a
+//! per-session claim held across publish + commit).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
@@ -47,6 +46,16 @@ pub trait Publish: Send + Sync {
         &self,
         batch: Vec<Notification>,
     ) -> impl Future<Output = Result<(), OpError>> + Send;
+
+    /// Publishes with an idempotency key (see `Bus::publish_keyed`): a
+    /// store that may publish a batch again uses it to store it once.
+    fn publish_batch_keyed(
+        &self,
+        batch: Vec<Notification>,
+        _key: &str,
+    ) -> impl Future<Output = Result<(), OpError>> + Send {
+        self.publish_batch(batch)
+    }
 }
 
 /// The outcome of an operation function: the next record, the
@@ -61,6 +70,8 @@ pub struct Change<T> {
 /// The session store of this process.
 pub enum Store {
     Memory(MemoryStore),
+    /// Shared by every engine on a NATS bus (see `nats_store`).
+    Nats(Box<super::nats_store::NatsStore>),
 }
 
 impl Store {
@@ -73,6 +84,10 @@ impl Store {
     pub async fn get(&self, id: &str) -> Option<SessionRecord> {
         match self {
             Store::Memory(s) => s.get(id).await,
+            Store::Nats(s) => s.get(id).await.unwrap_or_else(|e| {
+                tracing::warn!(session = %id, error = %e, "cannot read a session");
+                None
+            }),
         }
     }
 
@@ -87,6 +102,7 @@ impl Store {
     ) -> Result<(), OpError> {
         match self {
             Store::Memory(s) => s.create(record, notifications, publisher).await,
+            Store::Nats(s) => s.create(record, notifications, publisher).await,
         }
     }
 
@@ -99,6 +115,7 @@ impl Store {
     {
         match self {
             Store::Memory(s) => s.apply(id, op, publisher).await,
+            Store::Nats(s) => s.apply(id, op, publisher).await,
         }
     }
 
@@ -113,6 +130,7 @@ impl Store {
     pub async fn sessions_of(&self, user: &str) -> Vec<SessionRecord> {
         match self {
             Store::Memory(s) => s.sessions_of(user).await,
+            Store::Nats(s) => s.sessions_of(user).await,
         }
     }
 
@@ -120,6 +138,23 @@ impl Store {
     pub async fn load(&self) -> HashMap<String, usize> {
         match self {
             Store::Memory(s) => s.load(),
+            Store::Nats(s) => s.load(),
+        }
+    }
+
+    /// The next `referenceId`, unique across the engines sharing this
+    /// store; `None` when the store does not hand them out.
+    pub async fn next_reference(&self) -> Result<Option<u64>, OpError> {
+        match self {
+            Store::Memory(_) => Ok(None),
+            Store::Nats(s) => s.next_reference().await.map(Some),
+        }
+    }
+
+    /// Keeps what the store mirrors up to date until `shutdown`.
+    pub async fn follow(&self, shutdown: tokio_util::sync::CancellationToken) {
+        if let Store::Nats(s) = self {
+            s.follow(shutdown).await;
         }
     }
 
@@ -127,6 +162,7 @@ impl Store {
     pub async fn sweep(&self, cutoff_ms: u64) -> usize {
         match self {
             Store::Memory(s) => s.sweep(cutoff_ms),
+            Store::Nats(s) => s.sweep(cutoff_ms).await,
         }
     }
 }

@@ -117,6 +117,8 @@ pub async fn node(
         c.role = role;
         c.nats.checkpoint_secs = 1;
         c.nats.nats_timeout_secs = 2;
+        // JetStream reserves a stream's max bytes from its storage.
+        c.nats.nats_max_bytes = 64 << 20;
         tune(c);
     })
     .await
