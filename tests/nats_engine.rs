@@ -23,8 +23,9 @@ const PER_ENGINE: usize = 200;
 #[tokio::test]
 async fn two_engines_apply_every_concurrent_operation_on_one_session() {
     let nats = NatsServer::start().await;
-    let e1 = node(&nats, RoleSetting::Engine, |_| {}).await;
-    let e2 = node(&nats, RoleSetting::Engine, |_| {}).await;
+    // One agent sends them all: no per-agent rate limit here.
+    let e1 = node(&nats, RoleSetting::Engine, |c| c.agent_operation_rate = 0).await;
+    let e2 = node(&nats, RoleSetting::Engine, |c| c.agent_operation_rate = 0).await;
     let gw = gateway(&nats).await;
 
     let chat = open_chat(&e1, "Ann", "hello", None).await;
