@@ -32,6 +32,15 @@
 //! rest are published, deduplicated by their ids, and the next record
 //! committed). Engines' clocks must agree within a few seconds.
 //!
+//! # Transcripts
+//!
+//! A session's recent messages (`log_limit`) live apart from its record,
+//! under `log.<sessionId>`, with the record revision they are complete
+//! for: the claim's owner appends its change's messages after publishing
+//! and before committing (whoever rolls a claim forward does the same; the
+//! revision makes it happen once), so an operation moves only the small
+//! record through compare-and-set.
+//!
 //! # Reads
 //!
 //! `get` reads the bucket. `sessions_of` and `load` (routing) read a
@@ -69,10 +78,10 @@ use tokio_util::sync::CancellationToken;
 use super::error::OpError;
 use super::now_ms;
 use super::record::SessionRecord;
-use super::store::{Change, Publish};
+use super::store::{messages_of, Change, Publish};
 use crate::bus::nats::{open_bucket, token, NatsBus};
 use crate::config::Config;
-use crate::model::Notification;
+use crate::model::{Message, Notification};
 
 /// A claim older than this (ms) is abandoned and may be settled by others.
 pub const ABANDONED_MS: u64 = 30_000;
@@ -126,6 +135,8 @@ pub struct NatsStore {
     kv: kv::Store,
     events: Stream,
     replica: Arc<Replica>,
+    /// Messages kept per transcript.
+    log_limit: usize,
     /// Per-session queue of this process's operations, with the last
     /// committed record and revision it saw (a burst of operations then
     /// skips reading the bucket).
@@ -153,6 +164,7 @@ impl NatsStore {
             kv,
             events,
             replica: Arc::new(Replica::default()),
+            log_limit: config.log_limit.max(1),
             locks: DashMap::new(),
         })
     }
@@ -384,6 +396,13 @@ impl NatsStore {
         if claimed.elapsed() > Duration::from_millis(PUBLISH_BY_MS) {
             tracing::warn!(session = %id, "a change was published late; committing it anyway");
         }
+        let messages = messages_of(&claim.notifications);
+        if let Err(e) = self.append_log(&id, claim.next.revision, messages).await {
+            // Published: the change has happened. The claim stays for the
+            // next operation to roll forward (transcript included).
+            tracing::warn!(session = %id, error = %e, "a published change awaits its transcript and commit");
+            return Ok(None);
+        }
         let next = claim.next;
         let committed = Stored {
             record: Some(next.clone()),
@@ -459,6 +478,8 @@ impl NatsStore {
                 .await
                 .map_err(|e| OpError::Unavailable(e.to_string()))?;
         }
+        let messages = messages_of(&claim.notifications);
+        self.append_log(&id, claim.next.revision, messages).await?;
         let committed = Stored {
             record: Some(claim.next.clone()),
             claim: None,
@@ -519,6 +540,51 @@ impl NatsStore {
         }
     }
 
+    /// The session's recent messages, oldest first.
+    pub async fn messages(&self, id: &str) -> Result<Vec<Arc<Message>>, OpError> {
+        Ok(self.read_log(id).await?.messages.into_iter().collect())
+    }
+
+    async fn read_log(&self, id: &str) -> Result<Transcript, OpError> {
+        let value =
+            self.kv.get(log_key(id)).await.map_err(|e| {
+                OpError::Unavailable(format!("cannot read the messages of {id}: {e}"))
+            })?;
+        Ok(value
+            .and_then(|v| serde_json::from_slice::<Transcript>(&v).ok())
+            .unwrap_or_default())
+    }
+
+    /// Adds the messages of the change that made `revision` to the
+    /// transcript, unless it has them already. Only the claim's owner (or
+    /// whoever settles it) writes, so no compare-and-set is needed.
+    async fn append_log(
+        &self,
+        id: &str,
+        revision: u64,
+        messages: Vec<Arc<Message>>,
+    ) -> Result<(), OpError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut log = self.read_log(id).await?;
+        if log.revision.is_some_and(|r| r >= revision) {
+            return Ok(());
+        }
+        log.messages.extend(messages);
+        while log.messages.len() > self.log_limit {
+            log.messages.pop_front();
+        }
+        log.revision = Some(revision);
+        let bytes = serde_json::to_vec(&log)
+            .map_err(|e| OpError::Unavailable(format!("cannot encode a transcript: {e}")))?;
+        self.kv
+            .put(log_key(id), bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
     async fn read(&self, id: &str) -> Result<Option<(Stored, u64)>, OpError> {
         let entry = self
             .kv
@@ -558,9 +624,11 @@ impl NatsStore {
         for id in &done {
             let key = session_key(id);
             self.replica.write().see(key.clone(), Seen::Removed);
-            let subject = format!("{}{}", self.kv.prefix, key);
-            if let Err(e) = self.kv.stream.purge().filter(subject).await {
-                tracing::warn!(session = %id, error = %e, "cannot delete a completed session");
+            for key in [key, log_key(id)] {
+                let subject = format!("{}{}", self.kv.prefix, key);
+                if let Err(e) = self.kv.stream.purge().filter(subject).await {
+                    tracing::warn!(session = %id, error = %e, "cannot delete a completed session");
+                }
             }
         }
         done.len()
@@ -569,6 +637,18 @@ impl NatsStore {
 
 fn session_key(id: &str) -> String {
     format!("session.{}", token(id))
+}
+
+fn log_key(id: &str) -> String {
+    format!("log.{}", token(id))
+}
+
+/// A session's recent messages, complete up to record `revision`
+/// (`None`: no change has added any yet).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Transcript {
+    revision: Option<u64>,
+    messages: std::collections::VecDeque<Arc<Message>>,
 }
 
 fn encode(stored: &Stored) -> Result<Bytes, OpError> {

@@ -123,6 +123,10 @@ impl Store {
     pub async fn messages(&self, id: &str) -> Vec<Arc<Message>> {
         match self {
             Store::Memory(s) => s.messages(id).await,
+            Store::Nats(s) => s.messages(id).await.unwrap_or_else(|e| {
+                tracing::warn!(session = %id, error = %e, "cannot read a transcript");
+                Vec::new()
+            }),
         }
     }
 
@@ -339,7 +343,7 @@ impl MemoryStore {
 }
 
 /// The messages of the NewMessages among `notifications`, in order.
-fn messages_of(notifications: &[Notification]) -> Vec<Arc<Message>> {
+pub(super) fn messages_of(notifications: &[Notification]) -> Vec<Arc<Message>> {
     notifications
         .iter()
         .filter_map(|n| n.messages.as_ref())
