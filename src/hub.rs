@@ -31,7 +31,7 @@
 //! than `retention_age`, and never more than `retention_max` frames; across
 //! all sessions, at most `retention_bytes` of frames are kept (oldest
 //! evicted first). A frame costs its agent bytes, its customer bytes and
-//! about 150 bytes of bookkeeping. A session that ended (no agent left, or
+//! about 200 bytes of bookkeeping (counted in the byte budget). A session that ended (no agent left, or
 //! `Completed`) is forgotten once idle for `retention_age`. Whatever was
 //! evicted raises a floor; a `since` below the floor of anything the party
 //! would have received is a miss (`resumed:false`, snapshot), never a gap.

@@ -4,8 +4,16 @@
 //! the backlog then the live queue, heartbeats and pings, the liveness and
 //! token-expiry deadlines, client frames (pong and close; over-long text
 //! closes with 1009) and every close the server decides, each with an
-//! error frame first. Routing and the slow-consumer rule are the hub's;
-//! this module only moves bytes, in one task per connection.
+//! error frame first (but 1001 on shutdown, after flushing what is
+//! queued). Routing and the slow-consumer rule are the hub's; this module
+//! only moves bytes, in one task per connection.
+//!
+//! Bounds: client text over [`MAX_CLIENT_TEXT`] closes with 1009, and
+//! tungstenite refuses any message or frame over 16 KiB from its header;
+//! its read buffer is [`READ_BUFFER`] bytes, its write buffer
+//! [`WRITE_BUFFER`], at most 1 MiB unsent per socket; a write that does not
+//! complete within the write timeout drops the peer. The handshake's own
+//! bounds (request head time and size) are the listener's (`listen`).
 
 use std::collections::VecDeque;
 use std::future::Future;
