@@ -781,3 +781,116 @@ async fn sigterm_closes_every_client_with_1001_and_the_process_exits() {
     // And it no longer accepts anything.
     assert!(tokio::net::TcpStream::connect(binary.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn the_global_retention_budget_evicts_oldest_first_and_resume_falls_back_to_the_snapshot() {
+    const BUDGET: usize = 24 << 10;
+    let server = start(|c| c.retention_bytes = BUDGET).await;
+    let (one, two) = (Cast::new("b1"), Cast::new("b2"));
+    server.ingest_ok(&[one.joined(), two.joined()]).await;
+    server.wait_dispatched(2).await;
+    let mut agent = server.connect(Role::Agent, &one.agent_user(), None).await;
+    assert_eq!(agent.next_notification().await["id"], "2", "its snapshot");
+
+    // 60 messages of ~1 KiB, the two sessions in turn: far over 24 KiB.
+    let upstream: Vec<Value> = (1..=30)
+        .flat_map(|i| [one.message_sized(i, 800), two.message_sized(i, 800)])
+        .collect();
+    server.ingest_ok(&upstream).await;
+    server.wait_dispatched(62).await;
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(
+            agent.next_notification().await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(ids.last().map(String::as_str), Some("61"));
+    let stats = server.state.hub.stats();
+    assert!(stats.retained_bytes <= BUDGET, "{stats:?}");
+    assert!(
+        stats.retained_frames >= 10,
+        "the newest frames stay: {stats:?}"
+    );
+    drop(agent);
+
+    // From its first message: long evicted, so the snapshot.
+    let mut early = server
+        .resume(Role::Agent, &one.agent_user(), None, "3")
+        .await;
+    assert_eq!(early.welcome["resumed"], false);
+    let snap = early.notifications(2).await;
+    assert_eq!(
+        (snap[0]["id"].as_str(), snap[1]["id"].as_str()),
+        (Some("62:1"), Some("62"))
+    );
+    // From three messages back: still retained, replayed exactly.
+    let mut recent = server
+        .resume(Role::Agent, &one.agent_user(), None, "55")
+        .await;
+    assert_eq!(recent.welcome["resumed"], true);
+    let got: Vec<Value> = recent.notifications(3).await;
+    let got: Vec<&str> = got.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(got, ["57", "59", "61"]);
+    recent.expect_silence(Duration::from_millis(200)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn forgetting_an_ended_session_raises_the_floor_of_its_members_only() {
+    // Ended sessions are forgotten as soon as they are idle.
+    let server = start(|c| c.retention_secs = 0).await;
+    let quiet = Cast::new("quiet");
+    let ended = Cast::new("ended");
+    let mut finished = ended.joined();
+    finished["facebooksession"]["state"] = json!("Completed");
+    server
+        .ingest_ok(&[
+            quiet.joined(),   // 1
+            ended.joined(),   // 2
+            quiet.message(1), // 3
+            ended.message(1), // 4
+            ended.message(2), // 5
+            finished,         // 6: Completed
+        ])
+        .await;
+    server.wait_dispatched(6).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    server.state.hub.sweep();
+    assert!(
+        server.state.hub.session_state("ended").is_none(),
+        "forgotten"
+    );
+    assert!(
+        server.state.hub.session_state("quiet").is_some(),
+        "agents are in it"
+    );
+
+    // The quiet session's agent last saw 3; nothing of theirs was
+    // forgotten, so they resume (the session forgotten was not theirs).
+    let mut a = server
+        .resume(Role::Agent, &quiet.agent_user(), None, "3")
+        .await;
+    assert_eq!(a.welcome["resumed"], true);
+    a.expect_silence(Duration::from_millis(200)).await;
+    // The ended session's agent missed its last frames: forgotten, so the
+    // snapshot (of nothing: they are in no session now).
+    let mut b = server
+        .resume(Role::Agent, &ended.agent_user(), None, "4")
+        .await;
+    assert_eq!(b.welcome["resumed"], false);
+    b.expect_silence(Duration::from_millis(200)).await;
+    // Having seen the end, nothing is missing.
+    let b = server
+        .resume(Role::Agent, &ended.agent_user(), None, "6")
+        .await;
+    assert_eq!(b.welcome["resumed"], true);
+    // A supervisor who missed the end cannot resume either.
+    let boss = server.resume(Role::Supervisor, "boss", None, "5").await;
+    assert_eq!(boss.welcome["resumed"], false);
+    let boss = server.resume(Role::Supervisor, "boss", None, "6").await;
+    assert_eq!(boss.welcome["resumed"], true);
+    server.stop().await;
+}
