@@ -13,6 +13,7 @@
 //! - [`engine`]: the session engine, the reference upstream (operations).
 //! - [`auth`]: JWT verification and minting.
 //! - [`limits`]: per-address connection limits.
+//! - [`health`]: `chatgate health`, the container's health check.
 //! - [`listen`]: the HTTP listener (handshake timeout, graceful close).
 //! - [`http`]: the router, shared state, errors as responses.
 //! - [`config`]: every setting, with defaults.
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod engine;
+pub mod health;
 pub mod http;
 pub mod hub;
 pub mod ingest;

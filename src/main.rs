@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use chatgate::config::{Config, LogFormat};
+use chatgate::health::HealthArgs;
 use chatgate::load::LoadCommand;
 use chatgate::server::{shutdown_signal, Server};
 
@@ -29,11 +30,23 @@ enum Command {
     /// Load generator: drives a running chatgate (or chatgate-bare) over real sockets.
     #[command(subcommand)]
     Load(LoadCommand),
+    /// Exits 0 when the chatgate on this host answers /healthz (the
+    /// container's health check).
+    Health(HealthArgs),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Health(args)) = &cli.command {
+        return match chatgate::health::check(args).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("chatgate health: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Load(load)) = cli.command {
         return match chatgate::load::run(load).await {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -73,6 +73,15 @@ impl LabeledCounter {
             .map_or(0, |c| c.get())
     }
 
+    /// Creates the series of `values` at 0, so that they are scraped (and
+    /// rates computed) before their first event.
+    fn preset(self, values: &[&str]) -> Self {
+        for v in values {
+            self.resolve(v);
+        }
+        self
+    }
+
     /// The counter for one label value, resolved once, for hot paths.
     fn resolve(&self, value: &str) -> Counter {
         Counter(
@@ -183,7 +192,30 @@ pub mod refusal {
     pub const CUSTOMER_SESSION_RATE: &str = "customer_session_rate";
     /// Session operations too fast for one agent: HTTP 429.
     pub const OPERATION_RATE: &str = "operation_rate";
+
+    pub const ALL: [&str; 6] = [
+        MAX_CONNECTIONS,
+        PER_ADDRESS,
+        HANDSHAKE_TIMEOUT,
+        INGEST_TOO_LARGE,
+        CUSTOMER_SESSION_RATE,
+        OPERATION_RATE,
+    ];
 }
+
+/// Label values known in advance, created at 0.
+const ROLES: [&str; 3] = ["agent", "customer", "supervisor"];
+const CLOSE_CODES: [&str; 6] = ["peer", "1001", "1009", "1011", "1013", "4001"];
+const SOURCES: [&str; 2] = ["ingest", "engine"];
+const AUTH_REASONS: [&str; 7] = [
+    "missing",
+    "invalid",
+    "expired",
+    "no_sid",
+    "wrong_role",
+    "origin",
+    "not_the_customer",
+];
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -318,8 +350,11 @@ impl Metrics {
             Unit::Seconds,
             delivery_latency.clone(),
         );
+        for role in ROLES {
+            let _ = open_connections.get_or_create(&[("role", role.to_owned())]);
+        }
         Self {
-            notifications_in,
+            notifications_in: notifications_in.preset(&SOURCES),
             notifications_dispatched,
             serializations,
             agent_frames_out: frames_out.resolve("agent"),
@@ -333,10 +368,10 @@ impl Metrics {
             bus_publish_errors,
             bus_reconnects,
             bus_events_skipped,
-            connections_opened,
-            connections_closed,
-            auth_rejects,
-            refusals,
+            connections_opened: connections_opened.preset(&ROLES),
+            connections_closed: connections_closed.preset(&CLOSE_CODES),
+            auth_rejects: auth_rejects.preset(&AUTH_REASONS),
+            refusals: refusals.preset(&refusal::ALL),
             delivery_latency: delivery_latency.0,
             open_connections,
             registry,
@@ -462,6 +497,31 @@ mod tests {
             Some(2.0)
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn known_series_are_scraped_from_the_start() {
+        let text = Metrics::new().render(&[]);
+        for series in [
+            "chatgate_connections{role=\"supervisor\"} 0",
+            "chatgate_connections_opened_total{role=\"agent\"} 0",
+            "chatgate_connections_closed_total{code=\"4001\"} 0",
+            "chatgate_notifications_in_total{source=\"engine\"} 0",
+            "chatgate_refusals_total{reason=\"operation_rate\"} 0",
+            "chatgate_auth_rejects_total{reason=\"origin\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
+        use crate::auth::AuthError;
+        for e in [
+            AuthError::Missing,
+            AuthError::Invalid,
+            AuthError::Expired,
+            AuthError::NoSession,
+            AuthError::WrongRole,
+        ] {
+            assert!(AUTH_REASONS.contains(&e.label()), "{}", e.label());
+        }
     }
 
     #[test]
