@@ -100,7 +100,7 @@ fn the_readme_tables_are_up_to_date() {
     let readme = std::fs::read_to_string(README).unwrap();
     let fresh = with_block(&readme, "settings", &settings_table());
     let fresh = with_block(&fresh, "metrics", &metrics_table());
-    if std::env::var_os("CHATGATE_UPDATE_README").is_some() {
+    if std::env::var_os("CHATGATE_UPDATE_README").is_some_and(|v| !v.is_empty()) {
         std::fs::write(README, &fresh).unwrap();
         return;
     }
