@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::{now_secs, Principal, Role};
+use crate::auth::{Principal, Role};
 use crate::http::{authenticate, AppError, SharedState};
 use crate::hub::{AttachError, Attachment, Party, Registration};
 use crate::limits::AddressPermit;
@@ -495,8 +495,13 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
 
-/// When a token that expires at `exp` (epoch seconds) runs out.
+/// When a token that expires at `exp` (epoch seconds) runs out: at that
+/// wall-clock second exactly, not up to a second early as whole-second
+/// arithmetic would have it.
 fn token_deadline(exp: u64) -> Instant {
-    let left = exp.saturating_sub(now_secs());
-    Instant::now() + Duration::from_secs(left.min(86400 * 365))
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(exp.min(u64::from(u32::MAX)));
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + left.min(Duration::from_secs(86400 * 365))
 }
