@@ -5,32 +5,12 @@ mod support;
 use std::time::Duration;
 
 use chatgate::auth::Role;
-use serde_json::{json, Value};
 use support::*;
 
 const SID: &str = "0002EaAY01MT007C";
 const CUSTOMER: &str = "007356263E140144";
 const TESTNAME: &str = "5e101708f14442c7ab79814bb4f799b2";
 const AGENT2: &str = "e2c90c960d3d40c79684818983ceb314";
-
-/// The session before the consult: the customer and TestName, both visible.
-fn before_consult() -> Value {
-    let mut n = sample("consult-participants-updated.json");
-    let parts = n["facebooksession"]["participants"].as_array_mut().unwrap();
-    parts.retain(|p| p["nickname"] != "Agent2");
-    n
-}
-
-fn message(index: u64, from: &Value, visibility: &str, text: &str) -> Value {
-    json!({
-        "notificationType": "NewMessages",
-        "messageType": "MessageLogUpdated",
-        "facebooksessionPath": format!("/facebooksessions/{SID}"),
-        "messages": [{"index": index, "type": "Text", "from": from, "visibility": visibility,
-                      "text": text, "timestamp": "2015-10-20T16:14:41.000+0300",
-                      "timestampSeconds": 1445346881000u64}]
-    })
-}
 
 #[tokio::test]
 async fn seed_consult_is_seen_by_each_party_exactly_as_allowed() {
@@ -43,7 +23,10 @@ async fn seed_consult_is_seen_by_each_party_exactly_as_allowed() {
     let (customer_p, agent2_p, testname_p) = (&parts[0], &parts[1], &parts[2]);
 
     server
-        .ingest_ok(&[before_consult(), message(1, customer_p, "All", "hello")])
+        .ingest_ok(&[
+            seed_before_consult(),
+            seed_message(1, customer_p, "All", "hello"),
+        ])
         .await;
     server.wait_dispatched(2).await;
 
@@ -74,8 +57,8 @@ async fn seed_consult_is_seen_by_each_party_exactly_as_allowed() {
         .ingest_ok(&[
             pu.clone(),
             sample("consult-new-messages.json"),
-            message(5, agent2_p, "Agents", "internal: refund is fine"),
-            message(6, testname_p, "All", "let me check"),
+            seed_message(5, agent2_p, "Agents", "internal: refund is fine"),
+            seed_message(6, testname_p, "All", "let me check"),
         ])
         .await;
     server.wait_dispatched(6).await;

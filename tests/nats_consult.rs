@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use chatgate::auth::Role;
 use chatgate::config::RoleSetting;
-use serde_json::{json, Value};
 use support::nats::{gateway, node, status, wait_status, NatsServer};
 use support::*;
 
@@ -16,24 +15,6 @@ const SID: &str = "0002EaAY01MT007C";
 const CUSTOMER: &str = "007356263E140144";
 const TESTNAME: &str = "5e101708f14442c7ab79814bb4f799b2";
 const AGENT2: &str = "e2c90c960d3d40c79684818983ceb314";
-
-fn before_consult() -> Value {
-    let mut n = sample("consult-participants-updated.json");
-    let parts = n["facebooksession"]["participants"].as_array_mut().unwrap();
-    parts.retain(|p| p["nickname"] != "Agent2");
-    n
-}
-
-fn message(index: u64, from: &Value, visibility: &str, text: &str) -> Value {
-    json!({
-        "notificationType": "NewMessages",
-        "messageType": "MessageLogUpdated",
-        "facebooksessionPath": format!("/facebooksessions/{SID}"),
-        "messages": [{"index": index, "type": "Text", "from": from, "visibility": visibility,
-                      "text": text, "timestamp": "2015-10-20T16:14:41.000+0300",
-                      "timestampSeconds": 1445346881000u64}]
-    })
-}
 
 #[tokio::test]
 async fn seed_consult_across_gateways() {
@@ -49,7 +30,10 @@ async fn seed_consult_across_gateways() {
     let (customer_p, agent2_p, testname_p) = (&parts[0], &parts[1], &parts[2]);
 
     engine
-        .ingest_ok(&[before_consult(), message(1, customer_p, "All", "hello")])
+        .ingest_ok(&[
+            seed_before_consult(),
+            seed_message(1, customer_p, "All", "hello"),
+        ])
         .await;
     a.wait_dispatched(2).await;
     b.wait_dispatched(2).await;
@@ -70,8 +54,8 @@ async fn seed_consult_across_gateways() {
         .ingest_ok(&[
             pu.clone(),
             sample("consult-new-messages.json"),
-            message(5, agent2_p, "Agents", "internal: refund is fine"),
-            message(6, testname_p, "All", "let me check"),
+            seed_message(5, agent2_p, "Agents", "internal: refund is fine"),
+            seed_message(6, testname_p, "All", "let me check"),
         ])
         .await;
 

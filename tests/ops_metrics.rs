@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chatgate::auth::Role;
-use serde_json::{json, Value};
 use support::*;
 
 const SID: &str = "0002EaAY01MT007C";
@@ -61,24 +60,6 @@ async fn until(server: &TestServer, series: &str, want: f64) -> HashMap<String, 
     }
 }
 
-fn before_consult() -> Value {
-    let mut n = sample("consult-participants-updated.json");
-    let parts = n["facebooksession"]["participants"].as_array_mut().unwrap();
-    parts.retain(|p| p["nickname"] != "Agent2");
-    n
-}
-
-fn message(index: u64, from: &Value, visibility: &str, text: &str) -> Value {
-    json!({
-        "notificationType": "NewMessages",
-        "messageType": "MessageLogUpdated",
-        "facebooksessionPath": format!("/facebooksessions/{SID}"),
-        "messages": [{"index": index, "type": "Text", "from": from, "visibility": visibility,
-                      "text": text, "timestamp": "2015-10-20T16:14:41.000+0300",
-                      "timestampSeconds": 1445346881000u64}]
-    })
-}
-
 #[tokio::test]
 async fn metrics_follow_a_scenario() {
     let server = start(|_| {}).await;
@@ -98,7 +79,7 @@ async fn metrics_follow_a_scenario() {
         .unwrap()
         .clone();
     let (customer_p, agent2_p, testname_p) = (&parts[0], &parts[1], &parts[2]);
-    server.ingest_ok(&[before_consult()]).await;
+    server.ingest_ok(&[seed_before_consult()]).await;
     server.wait_dispatched(1).await;
 
     let mut agents = Vec::new();
@@ -131,11 +112,11 @@ async fn metrics_follow_a_scenario() {
     // chatter have none.
     server
         .ingest_ok(&[
-            message(1, customer_p, "All", "hello"),
+            seed_message(1, customer_p, "All", "hello"),
             pu.clone(),
             sample("consult-new-messages.json"),
-            message(5, agent2_p, "Agents", "internal: refund is fine"),
-            message(6, testname_p, "All", "let me check"),
+            seed_message(5, agent2_p, "Agents", "internal: refund is fine"),
+            seed_message(6, testname_p, "All", "let me check"),
         ])
         .await;
     server.wait_dispatched(6).await;
@@ -221,7 +202,7 @@ async fn a_slow_consumer_close_is_counted_as_an_overflow_and_a_1013() {
     // live frame overflows it.
     let server = start(|c| c.queue_bytes = 64).await;
     let mut agent = server.connect(Role::Agent, TESTNAME, None).await;
-    server.ingest_ok(&[before_consult()]).await;
+    server.ingest_ok(&[seed_before_consult()]).await;
     let (closed, error) = agent.until_close().await;
     assert_eq!(closed, Closed::Code(1013));
     assert_eq!(error.unwrap()["code"], 1013);

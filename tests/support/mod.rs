@@ -371,6 +371,27 @@ pub fn participants_updated(sid: &str, participants: &[Value]) -> Value {
     })
 }
 
+/// The seed's session before the consult: the customer and TestName, both
+/// visible (the seed's ParticipantsUpdated without Agent2).
+pub fn seed_before_consult() -> Value {
+    let mut n = sample("consult-participants-updated.json");
+    let parts = n["facebooksession"]["participants"].as_array_mut().unwrap();
+    parts.retain(|p| p["nickname"] != "Agent2");
+    n
+}
+
+/// A NewMessages of the seed's session with one Text message.
+pub fn seed_message(index: u64, from: &Value, visibility: &str, text: &str) -> Value {
+    json!({
+        "notificationType": "NewMessages",
+        "messageType": "MessageLogUpdated",
+        "facebooksessionPath": "/facebooksessions/0002EaAY01MT007C",
+        "messages": [{"index": index, "type": "Text", "from": from, "visibility": visibility,
+                      "text": text, "timestamp": "2015-10-20T16:14:41.000+0300",
+                      "timestampSeconds": 1445346881000u64}]
+    })
+}
+
 /// A NewMessages of session `sid` with one Text message.
 pub fn message_from(sid: &str, index: u64, from: &Value, visibility: &str, text: &str) -> Value {
     json!({
