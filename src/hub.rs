@@ -640,24 +640,32 @@ impl Hub {
         .await;
     }
 
-    /// The sessions `select(session id, last sequence)` picks, as
-    /// checkpoints, with the last sequence dispatched: every session this
-    /// hub knows with activity up to it is reflected.
-    pub fn checkpoints(
-        &self,
-        mut select: impl FnMut(&str, u64) -> bool,
-    ) -> (u64, Vec<SessionCheckpoint>) {
+    /// The last sequence dispatched, and the sessions changed after
+    /// sequence `after` as of it (their checkpoints, taken afterwards with
+    /// [`Hub::checkpoints_of`], reflect at least that much).
+    pub fn changed_since(&self, after: u64) -> (u64, Vec<String>) {
         let inner = self.lock();
-        let picked = inner
+        let ids = inner
             .sessions
             .iter()
-            .filter(|(id, e)| select(id, e.applied))
-            .map(|(_, e)| SessionCheckpoint {
+            .filter(|(_, e)| e.applied > after)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        (inner.last_seq, ids)
+    }
+
+    /// The current checkpoints of the sessions `ids` this hub still knows.
+    /// Asked a few at a time, so that copying states never holds the hub
+    /// for long.
+    pub fn checkpoints_of(&self, ids: &[String]) -> Vec<SessionCheckpoint> {
+        let inner = self.lock();
+        ids.iter()
+            .filter_map(|id| inner.sessions.get(id.as_str()))
+            .map(|e| SessionCheckpoint {
                 seq: e.applied,
                 state: e.state.clone(),
             })
-            .collect();
-        (inner.last_seq, picked)
+            .collect()
     }
 
     /// Whether this hub knows the session (it is purged once ended and idle).

@@ -123,3 +123,68 @@ async fn clients_resume_across_gateways_during_continuous_publishing() {
     engine.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn clients_of_a_killed_gateway_resume_on_another() {
+    let nats = NatsServer::start().await;
+    let engine = node(&nats, RoleSetting::Engine, |_| {}).await;
+    let mut doomed = GatewayProcess::start(&nats).await;
+    let survivor = gateway(&nats).await;
+    engine.ingest_ok(&[session_with(SID, AGENT)]).await;
+    survivor.wait_dispatched(1).await;
+
+    let mut agent = Follower::new(Role::Agent, AGENT, None);
+    let mut customer = Follower::new(Role::Customer, &format!("c-{SID}"), Some(SID));
+    agent.attach_to(doomed.addr).await;
+    customer.attach_to(doomed.addr).await;
+    let total = 200u64;
+    let base = engine.url("");
+    let publisher = tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        for i in 1..=total {
+            let vis = if visible(i) { "All" } else { "Agents" };
+            let item = text_message(SID, AGENT, i, vis, &format!("m{i}"));
+            ingest_retrying(&http, base.trim_end_matches('/'), &[item], &format!("k{i}")).await;
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+    });
+
+    agent.read_until(50).await;
+    doomed.kill();
+    agent.read_until_closed().await;
+    customer.read_until_closed().await;
+    agent.attach(&survivor).await;
+    customer.attach(&survivor).await;
+    let customer_total = 1 + (1..=total).filter(|i| visible(*i)).count();
+    agent.read_until(1 + total as usize).await;
+    customer.read_until(customer_total).await;
+    publisher.await.unwrap();
+
+    let expected: Vec<String> = (1..=total).map(|i| format!("m{i}")).collect();
+    assert_eq!(
+        agent.texts(),
+        expected,
+        "the agent lost or repeated something"
+    );
+    let expected: Vec<String> = (1..=total)
+        .filter(|i| visible(*i))
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(
+        customer.texts(),
+        expected,
+        "the customer lost or repeated something"
+    );
+    let ids: Vec<String> = customer
+        .frames
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_owned())
+        .collect();
+    let want: Vec<String> = (1..=customer_total).map(|i| i.to_string()).collect();
+    assert_eq!(ids, want);
+    agent
+        .expect_silence(std::time::Duration::from_millis(300))
+        .await;
+    engine.stop().await;
+    survivor.stop().await;
+}

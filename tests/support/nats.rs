@@ -105,6 +105,57 @@ impl Drop for NatsServer {
     }
 }
 
+/// A chatgate gateway in a process of its own (the binary, configured by
+/// environment as in production), killed with SIGKILL by PID when
+/// dropped or by [`GatewayProcess::kill`].
+pub struct GatewayProcess {
+    pub addr: std::net::SocketAddr,
+    child: Option<Child>,
+}
+
+impl GatewayProcess {
+    pub async fn start(nats: &NatsServer) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_chatgate"))
+            .env("CHATGATE_LISTEN", addr.to_string())
+            .env("CHATGATE_JWT_SECRET", super::SECRET)
+            .env("CHATGATE_BUS", nats.url())
+            .env("CHATGATE_ROLE", "gateway")
+            .env("CHATGATE_NATS_MAX_BYTES", (64u64 << 20).to_string())
+            .env("CHATGATE_CHECKPOINT_SECS", "1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the chatgate binary");
+        let process = GatewayProcess {
+            addr,
+            child: Some(child),
+        };
+        wait_status(format!("http://{addr}/readyz"), 200).await;
+        process
+    }
+
+    /// SIGKILL: no goodbye to its clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A chatgate node of `role` on `nats`, checkpointing every second.
 pub async fn node(
     nats: &NatsServer,
@@ -223,7 +274,12 @@ impl Follower {
     /// Connects to `server`, with `since` after the first time, and
     /// asserts the resume was honoured.
     pub async fn attach(&mut self, server: &TestServer) {
-        let client = Client::connect(server.addr, &self.token, self.last_id.as_deref())
+        self.attach_to(server.addr).await;
+    }
+
+    /// [`Follower::attach`] to a server at `addr`.
+    pub async fn attach_to(&mut self, addr: std::net::SocketAddr) {
+        let client = Client::connect(addr, &self.token, self.last_id.as_deref())
             .await
             .expect("connect");
         if self.last_id.is_some() {

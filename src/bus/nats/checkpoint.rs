@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::hub::{Hub, SessionCheckpoint};
 
 const WATERMARK: &str = "watermark";
-/// Checkpoints written at once in a round.
+/// Checkpoints copied from the hub and written at once in a round.
 const WRITE_CONCURRENCY: usize = 32;
 /// Attempts at one compare-and-set before the round gives up on a key.
 const CAS_ATTEMPTS: usize = 4;
@@ -160,29 +160,28 @@ impl Checkpoints {
     /// sessions the hub forgot, then moves the watermark.
     pub async fn round(&mut self, hub: &Hub) -> Result<(), String> {
         let covered = self.covered;
-        let (watermark, changed) = hub.checkpoints(|_, seq| seq > covered);
-        let kv = &self.kv;
-        let max_value = self.max_value;
-        let writes = changed.into_iter().map(|mut cp| {
-            let known = self.known.get(&cp.state.id).copied();
-            async move {
-                let id = cp.state.id.clone();
-                let bytes = encode(&mut cp, max_value);
-                let key = session_key(&id);
-                (id, write_forward(kv, &key, bytes, cp.seq, known).await)
-            }
-        });
-        let results: Vec<_> = futures::stream::iter(writes)
-            .buffer_unordered(WRITE_CONCURRENCY)
-            .collect()
-            .await;
+        let (watermark, changed) = hub.changed_since(covered);
         let mut failed = None;
-        for (id, result) in results {
-            match result {
-                Ok(known) => {
-                    self.known.insert(id, known);
+        for ids in changed.chunks(WRITE_CONCURRENCY) {
+            let kv = &self.kv;
+            let max_value = self.max_value;
+            let writes = hub.checkpoints_of(ids).into_iter().map(|mut cp| {
+                let known = self.known.get(&cp.state.id).copied();
+                async move {
+                    let id = cp.state.id.clone();
+                    let bytes = encode(&mut cp, max_value);
+                    let key = session_key(&id);
+                    (id, write_forward(kv, &key, bytes, cp.seq, known).await)
                 }
-                Err(e) => failed = Some(format!("session {id}: {e}")),
+            });
+            let results: Vec<_> = futures::future::join_all(writes).await;
+            for (id, result) in results {
+                match result {
+                    Ok(known) => {
+                        self.known.insert(id, known);
+                    }
+                    Err(e) => failed = Some(format!("session {id}: {e}")),
+                }
             }
         }
         self.forget_purged(hub).await;
