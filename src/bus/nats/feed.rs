@@ -96,6 +96,15 @@ async fn consume_from(
         .await
         .map_err(|e| format!("cannot reach the stream: {e}"))?;
     let last = stream.cached_info().state.last_sequence;
+    if last + 1 < start {
+        // Sequences only grow: the stream was deleted and created again.
+        // Its new events would be taken for ones already dispatched.
+        tracing::error!(
+            last,
+            dispatched = start - 1,
+            "the stream is behind this gateway: was it recreated? restart every gateway after deleting the checkpoints bucket"
+        );
+    }
     if last < start {
         bus.mark_caught_up();
     }
