@@ -380,7 +380,13 @@ impl NatsStore {
     ) -> Result<Option<Committed>, OpError> {
         let id = claim.next.id.clone();
         let claimed = Instant::now();
-        let published = if claim.notifications.is_empty() {
+        let late = now_ms().saturating_sub(claim.since_ms) > PUBLISH_BY_MS;
+        let published = if late {
+            // Others may soon take the claim for abandoned: hands off.
+            Err(OpError::Unavailable(
+                "the session store answered too slowly; nothing changed".into(),
+            ))
+        } else if claim.notifications.is_empty() {
             Ok(())
         } else {
             publisher
