@@ -10,8 +10,13 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::hub::retention::RetentionRule;
 use crate::hub::HubConfig;
 use crate::outbox::QueueLimits;
+
+/// The smallest frame bound accepted: an engine notification with a full
+/// 8,192-character text, a session's state, a snapshot's envelope.
+pub const MIN_FRAME_BYTES: usize = 64 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RoleSetting {
@@ -98,6 +103,12 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// No frame the server sends exceeds this many bytes: an upstream item
+    /// whose frame would is refused (ingest 413, engine 400), a snapshot's
+    /// log comes in several frames. Connection queues hold at least one.
+    #[arg(long, env = "CHATGATE_MAX_FRAME_BYTES", default_value_t = 512 << 10)]
+    pub max_frame_bytes: usize,
+
     /// Frames a connection may have queued before it is closed as slow.
     #[arg(long, env = "CHATGATE_QUEUE_FRAMES", default_value_t = 1024)]
     pub queue_frames: usize,
@@ -118,10 +129,16 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_RETENTION_MAX", default_value_t = 10_000)]
     pub retention_max: usize,
 
-    /// Bytes of retained frames over all sessions (memory bound); past it
-    /// the oldest frames go first.
+    /// The memory budget of everything kept for resume and snapshots:
+    /// retained frames, message logs and session states, counted as the
+    /// memory they take; past it the oldest goes first.
     #[arg(long, env = "CHATGATE_RETENTION_BYTES", default_value_t = 256 << 20)]
     pub retention_bytes: usize,
+
+    /// Seconds after which a session with no notification at all is
+    /// forgotten, ended or not.
+    #[arg(long, env = "CHATGATE_SESSION_IDLE_SECS", default_value_t = 86_400)]
+    pub session_idle_secs: u64,
 
     /// Messages kept per session for snapshots.
     #[arg(long, env = "CHATGATE_LOG_LIMIT", default_value_t = 1000)]
@@ -157,8 +174,9 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
 
-    /// Maximum body of POST /upstream/events, in bytes.
-    #[arg(long, env = "CHATGATE_INGEST_MAX_BYTES", default_value_t = 4 << 20)]
+    /// Maximum body of POST /upstream/events, in bytes (each item is bound
+    /// by CHATGATE_MAX_FRAME_BYTES besides).
+    #[arg(long, env = "CHATGATE_INGEST_MAX_BYTES", default_value_t = 16 << 20)]
     pub ingest_max_bytes: usize,
 
     /// New customer sessions a client address may start per minute (also
@@ -196,13 +214,18 @@ impl Config {
         HubConfig {
             queue: QueueLimits {
                 frames: self.queue_frames,
-                bytes: self.queue_bytes,
+                // A queue always holds at least one frame of the bound.
+                bytes: self.queue_bytes.max(self.max_frame_bytes),
             },
-            retention_count: self.retention_count,
-            retention_age: Duration::from_secs(self.retention_secs),
-            retention_max: self.retention_max.max(self.retention_count),
+            retention: RetentionRule {
+                count: self.retention_count,
+                age: Duration::from_secs(self.retention_secs),
+                max: self.retention_max.max(self.retention_count),
+            },
             retention_bytes: self.retention_bytes,
             log_limit: self.log_limit,
+            max_frame: self.max_frame_bytes,
+            session_idle: Duration::from_secs(self.session_idle_secs),
         }
     }
 
@@ -218,6 +241,12 @@ impl Config {
 
     /// Refuses combinations that would be unsafe to run.
     pub fn validate(&self) -> Result<(), String> {
+        if self.max_frame_bytes < MIN_FRAME_BYTES {
+            return Err(format!(
+                "CHATGATE_MAX_FRAME_BYTES={} is below {MIN_FRAME_BYTES}: snapshots and engine notifications need room",
+                self.max_frame_bytes
+            ));
+        }
         if self.dev_mode() && !self.listen.ip().is_loopback() {
             return Err(format!(
                 "refusing to listen on {} without CHATGATE_JWT_SECRET: dev tokens are for loopback only",

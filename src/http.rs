@@ -21,9 +21,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{bearer_token, AuthError, Authenticator, Principal, Role};
 use crate::bus::{Bus, BusError};
 use crate::config::Config;
+use crate::event::Event;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::model::Notification;
 
 pub type SharedState = Arc<AppState>;
 
@@ -46,14 +46,14 @@ pub struct AppState {
 
 impl AppState {
     /// Publishes a batch to the bus, counting it by source.
-    pub async fn publish(&self, batch: Vec<Notification>, source: &str) -> Result<(), AppError> {
+    pub async fn publish(&self, batch: Vec<Event>, source: &str) -> Result<(), AppError> {
         self.publish_keyed(batch, source, None).await
     }
 
     /// [`AppState::publish`] with an idempotency key (see `Bus::publish_keyed`).
     pub async fn publish_keyed(
         &self,
-        batch: Vec<Notification>,
+        batch: Vec<Event>,
         source: &str,
         key: Option<&str>,
     ) -> Result<(), AppError> {
@@ -178,6 +178,10 @@ async fn readyz(State(state): State<SharedState>) -> Response {
 
 async fn metrics(State(state): State<SharedState>) -> Response {
     let open = state.hub.connections_by_role();
+    let stats = state.hub.stats();
+    state
+        .metrics
+        .set_hub_gauges(stats.sessions, stats.retained_bytes);
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(&open),

@@ -1,11 +1,16 @@
 //! `POST /upstream/events`: notifications from any other chat server.
 //!
 //! Owns parsing a batch (one notification, a JSON array of them, or NDJSON)
-//! and its all-or-nothing rule: every item is validated before anything is
-//! published, and one bad item rejects the batch with HTTP 400 naming the
-//! item and the reason. Accepted batches go to the bus like the engine's.
-//! An `Idempotency-Key` header (up to 128 printable characters) makes a
+//! and its all-or-nothing rule: every item is validated (`event`: shape,
+//! unique keys, frame bound) before anything is published, and one bad
+//! item rejects the batch, naming the item and the reason: HTTP 400, or
+//! 413 for an item over the frame bound. Accepted items go to the bus as
+//! they were received, without being serialized again. An
+//! `Idempotency-Key` header (up to 128 printable characters) makes a
 //! retried batch be stored once on the NATS bus.
+
+use std::cell::Cell;
+use std::fmt;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,12 +18,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::auth::Role;
+use crate::event::{Event, EventError};
 use crate::http::{authenticate, AppError, SharedState};
 use crate::metrics::refusal;
-use crate::model::Notification;
 
 /// Why a batch was refused, naming the item (1-based).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -26,29 +33,24 @@ pub enum BatchError {
     #[error("empty batch")]
     Empty,
     #[error("item {item}: {reason}")]
-    Item { item: usize, reason: String },
+    Item { item: usize, reason: EventError },
 }
 
-/// Parses a request body into validated notifications.
-pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<Vec<Notification>, BatchError> {
-    if let Some(batch) = parse_valid_batch(body, ndjson) {
-        return Ok(batch);
+impl BatchError {
+    /// Whether the batch is refused for an item's size (HTTP 413).
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, BatchError::Item { reason, .. } if reason.is_too_large())
     }
-    let items: Vec<Result<Value, String>> = if ndjson {
-        body.split(|b| *b == b'\n')
-            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|line| serde_json::from_slice(line).map_err(|e| format!("not valid JSON: {e}")))
-            .collect()
+}
+
+/// Parses a request body into validated events, each within `max_frame`.
+pub fn parse_batch(body: &Bytes, ndjson: bool, max_frame: usize) -> Result<Vec<Event>, BatchError> {
+    let items = if ndjson {
+        lines(body)
     } else {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Array(items)) => items.into_iter().map(Ok).collect(),
-            Ok(one) => vec![Ok(one)],
-            Err(e) => {
-                return Err(BatchError::Item {
-                    item: 1,
-                    reason: format!("not valid JSON: {e}"),
-                })
-            }
+        match first_byte(body) {
+            Some(b'[') => array_items(body)?,
+            _ => vec![trimmed(body, 0..body.len())],
         }
     };
     if items.is_empty() {
@@ -58,37 +60,107 @@ pub fn parse_batch(body: &[u8], ndjson: bool) -> Result<Vec<Notification>, Batch
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            item.and_then(|v| Notification::from_value(v).map_err(|e| e.to_string()))
-                .map_err(|reason| BatchError::Item {
-                    item: i + 1,
-                    reason,
-                })
+            Event::parse(item, max_frame).map_err(|reason| BatchError::Item {
+                item: i + 1,
+                reason,
+            })
         })
         .collect()
 }
 
-/// The batch when every item parses straight into a valid notification
-/// (the common case, in one pass); `None` sends the body through the
-/// item-by-item path above, which names the first bad item.
-fn parse_valid_batch(body: &[u8], ndjson: bool) -> Option<Vec<Notification>> {
-    let batch: Vec<Notification> = if ndjson {
-        body.split(|b| *b == b'\n')
-            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-            .map(Notification::from_slice_fast)
-            .collect::<Option<_>>()?
-    } else {
-        match body.iter().find(|b| !b.is_ascii_whitespace())? {
-            b'[' => {
-                let items: Vec<Notification> = serde_json::from_slice(body).ok()?;
-                items
-                    .iter()
-                    .all(|n| n.validate().is_ok())
-                    .then_some(items)?
+fn first_byte(body: &[u8]) -> Option<u8> {
+    body.iter().find(|b| !b.is_ascii_whitespace()).copied()
+}
+
+/// `range` of `body` without the whitespace around it.
+fn trimmed(body: &Bytes, range: std::ops::Range<usize>) -> Bytes {
+    let part = &body[range.clone()];
+    let start = part
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(part.len());
+    let end = part
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    body.slice(range.start + start..range.start + end)
+}
+
+/// The non-blank lines of an NDJSON body.
+fn lines(body: &Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, b) in body
+        .iter()
+        .enumerate()
+        .chain(std::iter::once((body.len(), &b'\n')))
+    {
+        if *b == b'\n' {
+            let line = trimmed(body, start..i);
+            if !line.is_empty() {
+                out.push(line);
             }
-            _ => vec![Notification::from_slice_fast(body)?],
+            start = i + 1;
         }
-    };
-    (!batch.is_empty()).then_some(batch)
+    }
+    out
+}
+
+/// The items of a JSON array body, each as its own bytes (shared with
+/// the body). Invalid JSON names the item it breaks in.
+fn array_items(body: &Bytes) -> Result<Vec<Bytes>, BatchError> {
+    let text = std::str::from_utf8(body).map_err(|_| BatchError::Item {
+        item: 1,
+        reason: EventError::Json("not valid UTF-8".into()),
+    })?;
+    let seen = Cell::new(0);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raws = Items { seen: &seen }
+        .deserialize(&mut de)
+        .and_then(|items| de.end().map(|()| items))
+        .map_err(|e| BatchError::Item {
+            item: seen.get() + 1,
+            reason: EventError::Json(e.to_string()),
+        })?;
+    let base = text.as_ptr() as usize;
+    Ok(raws
+        .iter()
+        .map(|raw| {
+            let start = raw.get().as_ptr() as usize - base;
+            body.slice(start..start + raw.get().len())
+        })
+        .collect())
+}
+
+/// The elements of an array as raw values, counting those read so that an
+/// error names the element it occurred in.
+struct Items<'c> {
+    seen: &'c Cell<usize>,
+}
+
+impl<'de> DeserializeSeed<'de> for Items<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Items<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of notifications")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            out.push(raw);
+            self.seen.set(out.len());
+        }
+        Ok(out)
+    }
 }
 
 pub async fn post_events(
@@ -112,7 +184,7 @@ pub async fn post_events(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-ndjson"));
-    let batch = parse_batch(&body, ndjson).map_err(|e| {
+    let batch = parse_batch(&body, ndjson, state.config.max_frame_bytes).map_err(|e| {
         state.metrics.ingest_rejects.inc();
         // The reason may quote the body (serde errors do): only the item's
         // number is logged.
@@ -120,8 +192,13 @@ pub async fn post_events(
             BatchError::Item { item, .. } => *item,
             BatchError::Empty => 0,
         };
-        tracing::debug!(item, "ingest batch rejected");
-        AppError::BadRequest(e.to_string())
+        tracing::debug!(item, too_large = e.is_too_large(), "ingest batch rejected");
+        if e.is_too_large() {
+            state.metrics.refusals.inc(refusal::INGEST_ITEM_TOO_LARGE);
+            AppError::PayloadTooLarge(e.to_string())
+        } else {
+            AppError::BadRequest(e.to_string())
+        }
     })?;
     let key = idempotency_key(&headers).map_err(AppError::BadRequest)?;
     let accepted = batch.len();
@@ -148,35 +225,52 @@ mod tests {
     use super::*;
 
     const OK: &str = r#"{"notificationType":"NewMessages","messageType":"MessageLogUpdated","facebooksessionPath":"/facebooksessions/s1","messages":[]}"#;
+    const BOUND: usize = 512 << 10;
+
+    fn parse(body: &str, ndjson: bool) -> Result<Vec<Event>, BatchError> {
+        parse_batch(&Bytes::copy_from_slice(body.as_bytes()), ndjson, BOUND)
+    }
 
     #[test]
-    fn one_array_and_ndjson() {
-        assert_eq!(parse_batch(OK.as_bytes(), false).unwrap().len(), 1);
-        assert_eq!(
-            parse_batch(format!("[{OK},{OK}]").as_bytes(), false)
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            parse_batch(format!("{OK}\n\n{OK}\n").as_bytes(), true)
-                .unwrap()
-                .len(),
-            2
-        );
+    fn one_array_and_ndjson_keep_each_item_as_received() {
+        assert_eq!(parse(OK, false).unwrap()[0].raw(), OK);
+        let two = parse(&format!("[ {OK} ,\n{OK}]"), false).unwrap();
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[1].raw(), OK, "each item is its own bytes, trimmed");
+        assert_eq!(parse(&format!("{OK}\n\n{OK}\n"), true).unwrap().len(), 2);
+        assert_eq!(parse(&format!("  {OK}\r\n"), true).unwrap()[0].raw(), OK);
     }
 
     #[test]
     fn one_bad_item_names_itself() {
-        let err = parse_batch(format!("{OK}\n{{\"x\":1}}\n").as_bytes(), true).unwrap_err();
+        let err = parse(&format!("{OK}\n{{\"x\":1}}\n"), true).unwrap_err();
         assert!(matches!(err, BatchError::Item { item: 2, .. }), "{err}");
-        let err = parse_batch(format!("[{OK},3]").as_bytes(), false).unwrap_err();
+        let err = parse(&format!("[{OK},3]"), false).unwrap_err();
         assert!(err.to_string().starts_with("item 2:"), "{err}");
-        assert_eq!(parse_batch(b"[]", false), Err(BatchError::Empty));
-        let err = parse_batch(format!("[{OK},[1]]").as_bytes(), false).unwrap_err();
+        assert_eq!(parse("[]", false), Err(BatchError::Empty));
+        let err = parse(&format!("[{OK},[1]]"), false).unwrap_err();
         assert!(err.to_string().starts_with("item 2:"), "{err}");
+        let err = parse(&format!("[{OK},{OK},{{\"broken\""), false).unwrap_err();
+        assert!(err.to_string().starts_with("item 3:"), "{err}");
         let no_session = OK.replace("facebooksessionPath", "elsewhere");
-        let err = parse_batch(format!("{OK}\n{no_session}").as_bytes(), true).unwrap_err();
+        let err = parse(&format!("{OK}\n{no_session}"), true).unwrap_err();
         assert!(matches!(err, BatchError::Item { item: 2, .. }), "{err}");
+        let twice = OK.replace(r#""messages":[]"#, r#""messages":[],"messages":[]"#);
+        let err = parse(&format!("[{OK},{twice}]"), false).unwrap_err();
+        assert!(
+            matches!(&err, BatchError::Item { item: 2, reason: EventError::DuplicateKey(k) } if k == "messages"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_item_over_the_frame_bound_is_a_413_naming_it() {
+        let big = OK.replace(
+            r#""messages":[]"#,
+            &format!(r#""messages":[],"pad":"{}""#, "p".repeat(2000)),
+        );
+        let err = parse_batch(&Bytes::from(format!("[{OK},{big}]")), false, 1024).unwrap_err();
+        assert!(err.is_too_large());
+        assert!(err.to_string().starts_with("item 2:"), "{err}");
     }
 }

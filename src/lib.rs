@@ -2,9 +2,12 @@
 //!
 //! # Layout
 //!
-//! - [`model`]: the facebooksession notification shapes (serde types).
+//! - [`event`]: one upstream notification as received, and its parsing
+//!   (unique keys, visibility, the frame bound).
+//! - [`model`]: the facebooksession shapes the engine builds (serde types).
 //! - [`view`]: the customer projection, the privacy boundary (pure).
-//! - [`session`]: one session's participants, log and customer numbering.
+//! - [`frame`]: the frames connections receive, one type per audience.
+//! - [`session`]: one session's participants, state and customer numbering.
 //! - [`hub`]: sessions, subscriptions, retention, resume and fan-out.
 //! - [`outbox`]: a connection's bounded queue and the slow-consumer rule.
 //! - [`ws`]: `GET /ws`, one task per connection.
@@ -26,6 +29,8 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod engine;
+pub mod event;
+pub mod frame;
 pub mod health;
 pub mod http;
 pub mod hub;

@@ -97,22 +97,25 @@ const LATENCY_BOUNDS: [f64; 16] = [
     5.0, 10.0,
 ];
 
+/// Upper bounds (seconds) of the hub lock's hold-time buckets: 1 µs to 1 s.
+const LOCK_HOLD_BOUNDS: [f64; 17] = [
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+    0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0,
+];
+
 /// A fixed-bucket histogram of durations made of atomics only, so that
 /// every connection task can observe without taking a lock.
 pub struct LatencyHistogram {
+    bounds: &'static [f64],
     /// One per bound, plus the `+Inf` bucket (not cumulative).
-    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     sum_nanos: AtomicU64,
     count: AtomicU64,
 }
 
 impl Default for LatencyHistogram {
     fn default() -> Self {
-        Self {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
+        Self::with_bounds(&LATENCY_BOUNDS)
     }
 }
 
@@ -125,9 +128,19 @@ impl fmt::Debug for LatencyHistogram {
 }
 
 impl LatencyHistogram {
+    /// A histogram with these bucket bounds (seconds, increasing).
+    pub fn with_bounds(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let bucket = LATENCY_BOUNDS.partition_point(|bound| *bound < secs);
+        let bucket = self.bounds.partition_point(|bound| *bound < secs);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
@@ -137,6 +150,20 @@ impl LatencyHistogram {
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
+
+    /// The upper bound of the highest non-empty bucket (`+Inf` as
+    /// `f64::INFINITY`), 0 when empty: the longest observation, to its
+    /// bucket's precision.
+    pub fn max_bound(&self) -> f64 {
+        let top = self
+            .buckets
+            .iter()
+            .rposition(|b| b.load(Ordering::Relaxed) > 0);
+        match top {
+            None => 0.0,
+            Some(i) => self.bounds.get(i).copied().unwrap_or(f64::INFINITY),
+        }
+    }
 }
 
 impl TypedMetric for LatencyHistogram {
@@ -145,7 +172,8 @@ impl TypedMetric for LatencyHistogram {
 
 impl EncodeMetric for LatencyHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), fmt::Error> {
-        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
             .iter()
             .copied()
             .chain([f64::INFINITY])
@@ -188,16 +216,19 @@ pub mod refusal {
     pub const HANDSHAKE_TIMEOUT: &str = "handshake_timeout";
     /// Ingest body over `CHATGATE_INGEST_MAX_BYTES`: HTTP 413.
     pub const INGEST_TOO_LARGE: &str = "ingest_too_large";
+    /// An ingest item whose frame would exceed the frame bound: HTTP 413.
+    pub const INGEST_ITEM_TOO_LARGE: &str = "ingest_item_too_large";
     /// Customer sessions created too fast from one address: HTTP 429.
     pub const CUSTOMER_SESSION_RATE: &str = "customer_session_rate";
     /// Session operations too fast for one agent: HTTP 429.
     pub const OPERATION_RATE: &str = "operation_rate";
 
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         MAX_CONNECTIONS,
         PER_ADDRESS,
         HANDSHAKE_TIMEOUT,
         INGEST_TOO_LARGE,
+        INGEST_ITEM_TOO_LARGE,
         CUSTOMER_SESSION_RATE,
         OPERATION_RATE,
     ];
@@ -205,7 +236,9 @@ pub mod refusal {
 
 /// Label values known in advance, created at 0.
 const ROLES: [&str; 3] = ["agent", "customer", "supervisor"];
-const CLOSE_CODES: [&str; 6] = ["peer", "1001", "1009", "1011", "1013", "4001"];
+const CLOSE_CODES: [&str; 8] = [
+    "peer", "1001", "1002", "1008", "1009", "1011", "1013", "4001",
+];
 const SOURCES: [&str; 2] = ["ingest", "engine"];
 const AUTH_REASONS: [&str; 7] = [
     "missing",
@@ -233,6 +266,10 @@ pub struct Metrics {
     pub bus_publish_errors: Counter,
     pub bus_reconnects: Counter,
     pub bus_events_skipped: Counter,
+    /// Events of the bus over the frame bound (another publisher's).
+    pub bus_events_too_large: Counter,
+    /// Sessions forgotten to keep the memory budget.
+    pub sessions_evicted: Counter,
     pub connections_opened: LabeledCounter,
     pub connections_closed: LabeledCounter,
     pub auth_rejects: LabeledCounter,
@@ -241,6 +278,10 @@ pub struct Metrics {
     /// From the hub taking a notification off the bus to its frame being
     /// written to a socket, per live frame.
     pub delivery_latency: std::sync::Arc<LatencyHistogram>,
+    /// How long each hold of the hub lock lasts.
+    pub hub_lock_hold: std::sync::Arc<LatencyHistogram>,
+    sessions: Gauge,
+    retained_bytes: Gauge,
     open_connections: Family<Labels, Gauge>,
     registry: Registry,
 }
@@ -286,7 +327,7 @@ impl Metrics {
         let serializations = counter(
             &mut registry,
             "serializations",
-            "Live frame serializations: at most one per notification and audience, whatever the number of connections",
+            "Live customer-view serializations: one per notification with a customer view (one per frame when the frame bound splits it), whatever the number of connections; agent frames carry the notification's bytes as received and are never serialized",
         );
         let frames_out = labeled(
             &mut registry,
@@ -343,6 +384,34 @@ impl Metrics {
             "Requests and connections refused by an abuse limit, by reason",
             "reason",
         );
+        let bus_events_too_large = counter(
+            &mut registry,
+            "bus_events_too_large",
+            "Events of the bus over the frame bound (CHATGATE_MAX_FRAME_BYTES), logged and skipped",
+        );
+        let sessions_evicted = counter(
+            &mut registry,
+            "sessions_evicted",
+            "Sessions forgotten before their time to keep the memory budget (CHATGATE_RETENTION_BYTES)",
+        );
+        let sessions = Gauge::default();
+        registry.register("sessions", "Sessions the gateway holds", sessions.clone());
+        let retained_bytes = Gauge::default();
+        registry.register_with_unit(
+            "retained",
+            "Memory counted against CHATGATE_RETENTION_BYTES: retained frames, message logs and session states",
+            Unit::Bytes,
+            retained_bytes.clone(),
+        );
+        let hub_lock_hold = SharedHistogram(std::sync::Arc::new(LatencyHistogram::with_bounds(
+            &LOCK_HOLD_BOUNDS,
+        )));
+        registry.register_with_unit(
+            "hub_lock_hold",
+            "How long each hold of the hub lock lasted (commits, registrations, sweeps)",
+            Unit::Seconds,
+            hub_lock_hold.clone(),
+        );
         let delivery_latency = SharedHistogram::default();
         registry.register_with_unit(
             "delivery_latency",
@@ -368,24 +437,38 @@ impl Metrics {
             bus_publish_errors,
             bus_reconnects,
             bus_events_skipped,
+            bus_events_too_large,
+            sessions_evicted,
             connections_opened: connections_opened.preset(&ROLES),
             connections_closed: connections_closed.preset(&CLOSE_CODES),
             auth_rejects: auth_rejects.preset(&AUTH_REASONS),
             refusals: refusals.preset(&refusal::ALL),
             delivery_latency: delivery_latency.0,
+            hub_lock_hold: hub_lock_hold.0,
+            sessions,
+            retained_bytes,
             open_connections,
             registry,
         }
     }
 
-    /// Counts one frame queued for a connection of `audience`.
-    pub fn frames_out(&self, audience: &str, bytes: usize) {
-        if audience == "customer" {
-            self.customer_frames_out.inc();
-        } else {
+    /// Counts one frame queued for a connection of agents (or
+    /// supervisors) or of a customer.
+    pub fn frame_out(&self, agents: bool, bytes: usize) {
+        if agents {
             self.agent_frames_out.inc();
+        } else {
+            self.customer_frames_out.inc();
         }
         self.bytes_out.add(bytes as u64);
+    }
+
+    /// Sets the gauges of what the hub holds.
+    pub fn set_hub_gauges(&self, sessions: usize, retained_bytes: usize) {
+        self.sessions
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+        self.retained_bytes
+            .set(i64::try_from(retained_bytes).unwrap_or(i64::MAX));
     }
 
     /// The text exposition of every metric; `open` gives the current
@@ -429,9 +512,9 @@ mod tests {
     #[test]
     fn renders_counters_families_and_the_histogram() {
         let m = Metrics::new();
-        m.frames_out("customer", 10);
-        m.frames_out("agent", 5);
-        m.frames_out("agent", 5);
+        m.frame_out(false, 10);
+        m.frame_out(true, 5);
+        m.frame_out(true, 5);
         m.resume_hits.inc();
         m.connections_closed.inc("1013");
         m.refusals.inc(refusal::PER_ADDRESS);

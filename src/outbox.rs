@@ -4,8 +4,11 @@
 //! bytes; an offer past either bound does not wait, it ends the queue as
 //! slow and wakes the connection, so the fan-out never blocks on one socket.
 //! The hub may also end a queue for another reason ([`Ended::Revoked`]).
-//! Frames are `Utf8Bytes` (reference-counted): queuing a frame shares the
-//! bytes serialized once for the whole audience, it never copies them.
+//! A queue carries one audience's frames ([`Frame`]: agent or customer,
+//! two types), reference-counted: queuing shares the bytes serialized once
+//! for the whole audience, it never copies them. Its byte bound is at
+//! least one frame of the frame bound (`config` sees to it), so no frame
+//! the hub accepted can overflow an empty queue.
 //!
 //! The queue is a `VecDeque` under a mutex, not a channel: it allocates
 //! nothing until the first frame (tokio's bounded channel allocates a block
@@ -18,8 +21,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
 use tokio::sync::Notify;
+
+use crate::frame::Frame;
 
 /// Bounds of one connection's queue.
 #[derive(Debug, Clone, Copy)]
@@ -44,14 +48,13 @@ const KEPT_CAPACITY: usize = 16;
 /// A queued frame, with when the hub took its notification off the bus
 /// (for the delivery latency metric).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Queued {
-    pub frame: Utf8Bytes,
+pub struct Queued<F> {
+    pub frame: F,
     pub at: Instant,
 }
 
-#[derive(Default)]
-struct Queue {
-    frames: VecDeque<Queued>,
+struct Queue<F> {
+    frames: VecDeque<Queued<F>>,
     bytes: usize,
     ended: Option<Ended>,
     /// The hub let go of the connection (its [`Outbox`] dropped).
@@ -60,15 +63,15 @@ struct Queue {
     conn_gone: bool,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
+struct Shared<F> {
+    queue: Mutex<Queue<F>>,
     /// Wakes the connection when its queue turns non-empty or overflows.
     wake: Notify,
     limits: QueueLimits,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
+impl<F> Shared<F> {
+    fn lock(&self) -> MutexGuard<'_, Queue<F>> {
         // Nothing panics while holding this lock; keep serving if it did.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -86,18 +89,24 @@ impl Shared {
 }
 
 /// The hub's end: offers frames without ever waiting.
-pub struct Outbox {
-    shared: Arc<Shared>,
+pub struct Outbox<F> {
+    shared: Arc<Shared<F>>,
 }
 
 /// The connection's end: receives frames, learns of an overflow.
-pub struct Inbox {
-    shared: Arc<Shared>,
+pub struct Inbox<F> {
+    shared: Arc<Shared<F>>,
 }
 
-pub fn channel(limits: QueueLimits) -> (Outbox, Inbox) {
+pub fn channel<F: Frame>(limits: QueueLimits) -> (Outbox<F>, Inbox<F>) {
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue::default()),
+        queue: Mutex::new(Queue {
+            frames: VecDeque::new(),
+            bytes: 0,
+            ended: None,
+            hub_gone: false,
+            conn_gone: false,
+        }),
         wake: Notify::new(),
         limits: QueueLimits {
             frames: limits.frames.max(1),
@@ -112,11 +121,11 @@ pub fn channel(limits: QueueLimits) -> (Outbox, Inbox) {
     )
 }
 
-impl Outbox {
+impl<F: Frame> Outbox<F> {
     /// Queues `frame`; returns `false` (and flags the connection) when the
     /// queue is full by count or bytes. The frame is then not queued: the
     /// connection is closed as slow and its client resumes with `since`.
-    pub fn offer(&self, frame: &Utf8Bytes, at: Instant) -> bool {
+    pub fn offer(&self, frame: &F, at: Instant) -> bool {
         let limits = self.shared.limits;
         let mut q = self.shared.lock();
         if q.ended.is_some() {
@@ -162,7 +171,7 @@ impl Outbox {
     }
 }
 
-impl Drop for Outbox {
+impl<F> Drop for Outbox<F> {
     fn drop(&mut self) {
         self.shared.lock().hub_gone = true;
         self.shared.wake.notify_one();
@@ -171,12 +180,19 @@ impl Drop for Outbox {
 
 /// Learns when the hub ends a queue, without borrowing the [`Inbox`]: a
 /// connection blocked writing to its socket races its write against it.
-#[derive(Clone)]
-pub struct EndSignal {
-    shared: Arc<Shared>,
+pub struct EndSignal<F> {
+    shared: Arc<Shared<F>>,
 }
 
-impl EndSignal {
+impl<F> Clone for EndSignal<F> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<F> EndSignal<F> {
     /// Completes once the queue has ended, with the reason.
     pub async fn ended(&self) -> Ended {
         loop {
@@ -190,14 +206,14 @@ impl EndSignal {
 }
 
 /// What taking a frame found.
-enum Take {
-    Frame(Queued),
+enum Take<F> {
+    Frame(Queued<F>),
     Empty,
     Ended,
 }
 
-impl Inbox {
-    fn take(&mut self) -> Take {
+impl<F: Frame> Inbox<F> {
+    fn take(&mut self) -> Take<F> {
         let mut q = self.shared.lock();
         if q.ended.is_some() {
             return Take::Ended;
@@ -218,7 +234,7 @@ impl Inbox {
     /// The next frame, or `None` once the connection overflowed (frames
     /// still queued are dropped: the client resumes past the last one it
     /// received) or the hub let go of it.
-    pub async fn recv(&mut self) -> Option<Queued> {
+    pub async fn recv(&mut self) -> Option<Queued<F>> {
         loop {
             match self.take() {
                 Take::Frame(frame) => return Some(frame),
@@ -230,7 +246,7 @@ impl Inbox {
     }
 
     /// A frame already queued, without waiting.
-    pub fn try_recv(&mut self) -> Option<Queued> {
+    pub fn try_recv(&mut self) -> Option<Queued<F>> {
         match self.take() {
             Take::Frame(frame) => Some(frame),
             Take::Empty | Take::Ended => None,
@@ -242,7 +258,7 @@ impl Inbox {
     }
 
     /// A handle that learns when the queue ends.
-    pub fn end_signal(&self) -> EndSignal {
+    pub fn end_signal(&self) -> EndSignal<F> {
         EndSignal {
             shared: self.shared.clone(),
         }
@@ -261,7 +277,7 @@ impl Inbox {
     }
 }
 
-impl Drop for Inbox {
+impl<F> Drop for Inbox<F> {
     fn drop(&mut self) {
         self.shared.lock().conn_gone = true;
     }
@@ -270,14 +286,20 @@ impl Drop for Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::AgentFrame;
+
+    fn frame(text: &str) -> AgentFrame {
+        AgentFrame::new("1", text)
+    }
 
     #[tokio::test]
     async fn overflow_by_count_or_bytes_flags_without_waiting() {
+        let f = frame("1");
+        let len = f.len();
         let (out, mut inbox) = channel(QueueLimits {
             frames: 2,
-            bytes: 1000,
+            bytes: 100 * len,
         });
-        let f = Utf8Bytes::from_static("abc");
         let now = Instant::now();
         assert!(out.offer(&f, now));
         assert!(out.offer(&f, now));
@@ -287,30 +309,31 @@ mod tests {
 
         let (out, mut inbox) = channel(QueueLimits {
             frames: 100,
-            bytes: 5,
+            bytes: len + len / 2,
         });
         assert!(out.offer(&f, now));
         let got = inbox.recv().await.unwrap();
-        assert_eq!((got.frame.as_str(), got.at), ("abc", now));
+        assert_eq!((got.frame, got.at), (f.clone(), now));
         assert!(out.offer(&f, now));
-        assert!(!out.offer(&f, now), "6 bytes exceed 5");
+        assert!(!out.offer(&f, now), "two frames exceed one and a half");
     }
 
     #[tokio::test]
     async fn frames_come_in_order_then_the_end_when_the_hub_lets_go() {
-        let (out, mut inbox) = channel(QueueLimits {
+        let (out, mut inbox) = channel::<AgentFrame>(QueueLimits {
             frames: 10,
-            bytes: 1000,
+            bytes: 10_000,
         });
         let waiter = tokio::spawn(async move {
             let mut got = Vec::new();
             while let Some(q) = inbox.recv().await {
-                got.push(q.frame.to_string());
+                got.push(q.frame);
             }
             got
         });
-        for text in ["1", "2", "3"] {
-            assert!(out.offer(&Utf8Bytes::from(text.to_owned()), Instant::now()));
+        let sent: Vec<AgentFrame> = ["1", "2", "3"].into_iter().map(frame).collect();
+        for f in &sent {
+            assert!(out.offer(f, Instant::now()));
             tokio::task::yield_now().await;
         }
         assert!(!out.is_closed());
@@ -319,12 +342,12 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(got, ["1", "2", "3"]);
+        assert_eq!(got, sent);
     }
 
     #[test]
     fn a_dropped_inbox_closes_the_outbox() {
-        let (out, inbox) = channel(QueueLimits {
+        let (out, inbox) = channel::<AgentFrame>(QueueLimits {
             frames: 1,
             bytes: 10,
         });
@@ -334,13 +357,13 @@ mod tests {
 
     #[tokio::test]
     async fn revoke_ends_the_queue_and_wakes_a_waiting_connection() {
+        let f = frame("abc");
         let (out, mut inbox) = channel(QueueLimits {
             frames: 10,
-            bytes: 1000,
+            bytes: 10_000,
         });
-        let f = Utf8Bytes::from_static("abc");
         assert!(out.offer(&f, Instant::now()));
-        assert_eq!(out.queued_bytes(), 3);
+        assert_eq!(out.queued_bytes(), f.len());
         assert!(inbox.recv().await.is_some());
         let signal = inbox.end_signal();
         let watcher = tokio::spawn(async move { signal.ended().await });
@@ -359,13 +382,13 @@ mod tests {
 
     #[test]
     fn discard_releases_queued_frames() {
+        let f = frame("abcd");
         let (out, mut inbox) = channel(QueueLimits {
             frames: 10,
-            bytes: 1000,
+            bytes: 10_000,
         });
-        let f = Utf8Bytes::from_static("abcd");
         assert!(out.offer(&f, Instant::now()) && out.offer(&f, Instant::now()));
-        assert_eq!(out.queued_bytes(), 8);
+        assert_eq!(out.queued_bytes(), 2 * f.len());
         inbox.discard();
         assert_eq!(out.queued_bytes(), 0);
         assert!(inbox.try_recv().is_none());

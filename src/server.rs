@@ -51,15 +51,26 @@ impl Server {
             },
         );
         let metrics = Arc::new(Metrics::default());
-        let hub = Hub::new(config.hub(), config.max_connections, metrics.clone());
         let address_limiter = AddressLimiter::new(config.max_connections_per_address);
-        let (bus, feed) = if config.bus.is_some() {
+        let (bus, hub, feed) = if config.bus.is_some() {
             let bus = NatsBus::connect(&config, metrics.clone()).await?;
+            let hub = Hub::new(
+                config.hub(),
+                config.max_connections,
+                metrics.clone(),
+                bus.epoch().await?,
+            );
             let feed = bus.feed(&config, &hub, metrics.clone()).await?;
-            (Bus::Nats(Box::new(bus)), feed)
+            (Bus::Nats(Box::new(bus)), hub, feed)
         } else {
             let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);
-            (Bus::Memory(bus), Feed::Memory(deliveries))
+            let hub = Hub::new(
+                config.hub(),
+                config.max_connections,
+                metrics.clone(),
+                memory_epoch(),
+            );
+            (Bus::Memory(bus), hub, Feed::Memory(deliveries))
         };
         let engine = if config.runs_engine() {
             let base = match &config.public_url {
@@ -155,6 +166,12 @@ async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {
             _ = every.tick() => hub.sweep(),
         }
     }
+}
+
+/// The epoch of an in-memory bus: new at every start, so that no `since`
+/// of an earlier process is ever taken for one of this one's ids.
+fn memory_epoch() -> String {
+    format!("m{:016x}", rand::random::<u64>())
 }
 
 /// A random secret for dev mode, new at every start.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Mutex};
 
 use super::{BusError, Delivery};
-use crate::model::Notification;
+use crate::event::Event;
 
 #[derive(Clone)]
 pub struct MemoryBus {
@@ -28,13 +28,13 @@ impl MemoryBus {
         )
     }
 
-    pub async fn publish(&self, batch: Vec<Notification>) -> Result<(), BusError> {
+    pub async fn publish(&self, batch: Vec<Event>) -> Result<(), BusError> {
         let mut guard = self.tx.lock().await;
-        for notification in batch {
+        for event in batch {
             let seq = guard.0 + 1;
             let delivery = Delivery {
                 seq,
-                notification: Arc::new(notification),
+                event: Arc::new(event),
             };
             guard.1.send(delivery).await.map_err(|_| BusError::Closed)?;
             guard.0 = seq;

@@ -24,14 +24,14 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::event::Event;
 use crate::hub::Hub;
-use crate::model::Notification;
 
 /// One notification as delivered to the gateway.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub seq: u64,
-    pub notification: Arc<Notification>,
+    pub event: Arc<Event>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum Bus {
 }
 
 impl Bus {
-    pub async fn publish(&self, batch: Vec<Notification>) -> Result<(), BusError> {
+    pub async fn publish(&self, batch: Vec<Event>) -> Result<(), BusError> {
         self.publish_keyed(batch, None).await
     }
 
@@ -61,7 +61,7 @@ impl Bus {
     /// The in-memory bus cannot fail ambiguously and ignores the key.
     pub async fn publish_keyed(
         &self,
-        batch: Vec<Notification>,
+        batch: Vec<Event>,
         key: Option<&str>,
     ) -> Result<(), BusError> {
         match self {
@@ -97,7 +97,7 @@ impl Feed {
                 // Until the process ends: publishers in flight at shutdown
                 // must not wait on a full channel.
                 while let Some(d) = deliveries.recv().await {
-                    hub.dispatch(d.seq, &d.notification);
+                    hub.dispatch(d.seq, &d.event);
                 }
             }
             Feed::Nats(feed) => feed.run(hub, shutdown).await,

@@ -86,9 +86,9 @@ use bytes::Bytes;
 
 use super::BusError;
 use crate::config::{Config, RoleSetting};
+use crate::event::{Event, EventError};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::model::Notification;
 
 pub use feed::Feed;
 
@@ -180,11 +180,7 @@ impl NatsBus {
 
     /// Publishes `batch` in order and waits until JetStream has stored
     /// every notification; see the module doc.
-    pub async fn publish(
-        &self,
-        batch: Vec<Notification>,
-        key: Option<&str>,
-    ) -> Result<(), BusError> {
+    pub async fn publish(&self, batch: Vec<Event>, key: Option<&str>) -> Result<(), BusError> {
         self.publish_from(batch, key, 0).await
     }
 
@@ -192,7 +188,7 @@ impl NatsBus {
     /// notification is number `first` (`<key>:<first>`), and so on.
     pub async fn publish_from(
         &self,
-        batch: Vec<Notification>,
+        batch: Vec<Event>,
         key: Option<&str>,
         first: usize,
     ) -> Result<(), BusError> {
@@ -201,10 +197,9 @@ impl NatsBus {
         }
         let mut acks = Vec::with_capacity(batch.len());
         for (i, n) in batch.iter().enumerate() {
-            let session = n.session_id().ok_or_else(|| {
-                BusError::NotAcknowledged("a notification names no session".into())
-            })?;
-            let mut message = PublishMessage::build().payload(Bytes::from(n.to_json_bytes()));
+            let session = n.session_id();
+            // The bytes as received: nothing is serialized again.
+            let mut message = PublishMessage::build().payload(Bytes::from(n.raw_bytes().clone()));
             if let Some(key) = key {
                 message = message.message_id(format!("{key}:{}", first + i));
             }
@@ -220,6 +215,19 @@ impl NatsBus {
                 .map_err(|e| BusError::NotAcknowledged(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// The epoch of the stream's sequences: its creation time, the same on
+    /// every gateway and across restarts, new when the stream is created
+    /// again.
+    pub async fn epoch(&self) -> Result<String, String> {
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| format!("cannot read the stream {}: {e}", self.stream))?;
+        let created = stream.cached_info().created.unix_timestamp_nanos();
+        Ok(format!("n{created:x}"))
     }
 
     pub fn is_ready(&self) -> bool {
@@ -359,11 +367,9 @@ fn on_event(event: async_nats::Event, metrics: &Metrics, connected_once: &Atomic
     }
 }
 
-/// Parses an event of the stream.
-pub fn parse_event(payload: &[u8]) -> Result<Notification, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(payload).map_err(|e| format!("not valid JSON: {e}"))?;
-    Notification::from_value(value).map_err(|e| e.to_string())
+/// Parses an event of the stream, within the frame bound.
+pub fn parse_event(payload: &Bytes, max_frame: usize) -> Result<Event, EventError> {
+    Event::parse(payload.clone(), max_frame)
 }
 
 #[cfg(test)]

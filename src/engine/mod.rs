@@ -43,6 +43,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::event::{Event, EventError};
 use crate::http::AppState;
 use crate::model::{Notification, Visibility};
 use draft::Draft;
@@ -277,7 +278,8 @@ impl Publish for AppState {
         if batch.is_empty() {
             return Ok(());
         }
-        self.publish(batch, "engine")
+        let events = events_of(&batch, self.config.max_frame_bytes)?;
+        self.publish(events, "engine")
             .await
             .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
     }
@@ -290,10 +292,33 @@ impl Publish for AppState {
         if batch.is_empty() {
             return Ok(());
         }
-        self.publish_keyed(batch, "engine", Some(key))
+        let events = events_of(&batch, self.config.max_frame_bytes)?;
+        self.publish_keyed(events, "engine", Some(key))
             .await
             .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
     }
+}
+
+/// The engine's notifications as the bus carries them: serialized once,
+/// and refused as a whole (HTTP 400, nothing changes) when one of their
+/// frames would exceed the frame bound.
+pub fn events_of(batch: &[Notification], max_frame: usize) -> Result<Vec<Event>, OpError> {
+    batch
+        .iter()
+        .map(|n| {
+            Event::parse(bytes::Bytes::from(n.to_json_bytes()), max_frame).map_err(|e| match e {
+                EventError::TooLarge { bytes, limit } => OpError::bad(format!(
+                    "the change would make a notification of {bytes} bytes, over the frame bound of {limit} (CHATGATE_MAX_FRAME_BYTES); nothing changed"
+                )),
+                other => {
+                    // A bug of the engine's, not the caller's: logged, and
+                    // the change is not made.
+                    tracing::error!(error = %other, "the engine built an invalid notification");
+                    OpError::Unavailable("the change could not be published; nothing changed".into())
+                }
+            })
+        })
+        .collect()
 }
 
 /// Milliseconds since the epoch.

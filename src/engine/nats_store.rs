@@ -479,6 +479,8 @@ impl NatsStore {
         tracing::warn!(session = %id, published, "rolling forward an abandoned change");
         let rest: Vec<Notification> = claim.notifications[published..].to_vec();
         if !rest.is_empty() {
+            // Within the frame bound: checked when the claim was published.
+            let rest = super::events_of(&rest, usize::MAX)?;
             self.bus
                 .publish_from(rest, Some(&claim.key()), published)
                 .await

@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{open_bucket, token};
 use crate::config::Config;
-use crate::hub::{Hub, SessionCheckpoint};
+use crate::hub::Hub;
+use crate::session::SessionCheckpoint;
 
 const WATERMARK: &str = "watermark";
 /// Checkpoints copied from the hub and written at once in a round.
@@ -113,7 +114,7 @@ impl Checkpoints {
                 match serde_json::from_slice::<SessionCheckpoint>(&message.payload) {
                     Ok(cp) => {
                         self.known.insert(
-                            cp.state.id.clone(),
+                            cp.id.clone(),
                             Known {
                                 revision,
                                 seq: cp.seq,
@@ -166,9 +167,9 @@ impl Checkpoints {
             let kv = &self.kv;
             let max_value = self.max_value;
             let writes = hub.checkpoints_of(ids).into_iter().map(|mut cp| {
-                let known = self.known.get(&cp.state.id).copied();
+                let known = self.known.get(&cp.id).copied();
                 async move {
-                    let id = cp.state.id.clone();
+                    let id = cp.id.clone();
                     let bytes = encode(&mut cp, max_value);
                     let key = session_key(&id);
                     (id, write_forward(kv, &key, bytes, cp.seq, known).await)
@@ -229,11 +230,11 @@ fn encode(cp: &mut SessionCheckpoint, max: usize) -> Bytes {
     loop {
         // Serializing model types and JSON values cannot fail.
         let bytes = serde_json::to_vec(&*cp).unwrap_or_default();
-        if bytes.len() <= max || cp.state.log.is_empty() {
+        if bytes.len() <= max || cp.log.is_empty() {
             return Bytes::from(bytes);
         }
-        let drop = cp.state.log.len().div_ceil(2);
-        cp.state.log.drain(..drop);
+        let drop = cp.log.len().div_ceil(2);
+        cp.log.drain(..drop);
     }
 }
 

@@ -129,8 +129,12 @@ async fn consume_from(
         let message = item.map_err(|e| e.to_string())?;
         let info = message.info().map_err(|e| e.to_string())?;
         let (seq, pending) = (info.stream_sequence, info.pending);
-        match parse_event(&message.payload) {
+        match parse_event(&message.payload, hub.config().max_frame) {
             Ok(n) => hub.dispatch(seq, &n),
+            Err(e) if e.is_too_large() => {
+                metrics.bus_events_too_large.inc();
+                tracing::warn!(seq, subject = %message.subject, error = %e, "skipping an event of the stream over the frame bound");
+            }
             Err(e) => {
                 metrics.bus_events_skipped.inc();
                 tracing::warn!(seq, subject = %message.subject, error = %e, "skipping a malformed event of the stream");

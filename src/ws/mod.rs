@@ -1,44 +1,53 @@
 //! `GET /ws`: one connection's life.
 //!
-//! Owns the handshake (token, Origin, `since`), the welcome frame, sending
-//! the backlog then the live queue, heartbeats and pings, the liveness and
+//! Owns the handshake (token, Origin, `since` and `epoch`), the welcome
+//! frame, sending the backlog (a replay, or a snapshot built here a frame
+//! at a time) then the live queue, heartbeats and pings, the liveness and
 //! token-expiry deadlines, client frames (pong and close; over-long text
-//! closes with 1009) and every close the server decides, each with an
-//! error frame first (but 1001 on shutdown, after flushing what is
-//! queued). Routing and the slow-consumer rule are the hub's; this module
-//! only moves bytes, in one task per connection.
+//! closes with 1009) and every close. Each close the server decides sends
+//! an error frame and a close code first (shutdown: what is queued, then
+//! the error frame and 1001); only a peer that closed or vanished ends
+//! without one. Routing and the slow-consumer rule are the hub's; this
+//! module only moves bytes, in one task per connection, generic over the
+//! audience's frame type.
 //!
 //! Bounds: client text over [`MAX_CLIENT_TEXT`] closes with 1009, and
 //! tungstenite refuses any message or frame over 16 KiB from its header;
-//! its read buffer is [`READ_BUFFER`] bytes, its write buffer
-//! [`WRITE_BUFFER`], at most 1 MiB unsent per socket; a write that does not
-//! complete within the write timeout drops the peer. The handshake's own
-//! bounds (request head time and size) are the listener's (`listen`).
+//! the socket's buffers are `upgrade`'s (frames larger than a fragment go
+//! out as fragments, so a frame of any size up to the frame bound never
+//! fails a write); a write that does not complete within the write timeout
+//! closes the connection as slow. The handshake's own bounds (request head
+//! time and size) are the listener's (`listen`).
 
-use std::collections::VecDeque;
+pub mod upgrade;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::{Principal, Role};
+use crate::frame::Frame;
 use crate::http::{authenticate, AppError, SharedState};
-use crate::hub::{AttachError, Attachment, Party, Registration};
+use crate::hub::{AttachError, Attached, Attachment, Backlog, Party, Registration, Resume};
 use crate::limits::AddressPermit;
 use crate::metrics::refusal;
 use crate::outbox::{EndSignal, Ended, Inbox, Queued};
+use upgrade::{send_text, Socket, WsUpgrade};
+pub use upgrade::{READ_BUFFER, WRITE_BUFFER};
 
 /// Largest client text frame accepted; longer ones close with 1009.
 pub const MAX_CLIENT_TEXT: usize = 4096;
@@ -48,19 +57,19 @@ pub const MAX_CLIENT_TEXT: usize = 4096;
 /// header, before its payload is buffered (1009 as well, though the unread
 /// payload may reset the TCP connection before the client reads it).
 const MAX_CLIENT_MESSAGE: usize = 16 << 10;
-/// tungstenite's read buffer (default 128 KiB): it is zero-filled at the
-/// first read, so all of it is resident for every connection. The server
-/// reads almost nothing (pongs and closes fit in one read; a larger client
-/// frame grows the buffer for itself).
-pub const READ_BUFFER: usize = 512;
-/// Bytes of frames gathered before a write to the socket.
-pub const WRITE_BUFFER: usize = 4096;
 /// Frames sent per flush when several are queued.
 const SEND_BATCH: usize = 64;
+/// How long a customer connecting to a session the gateway does not know
+/// yet waits for it (a session created a moment ago), so that its welcome
+/// names the session's epoch.
+const NEW_SESSION_WAIT: Duration = Duration::from_secs(1);
+/// How long a closing handshake is given when the peer may not be reading.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Close codes the server uses.
 pub mod close {
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
@@ -72,6 +81,7 @@ pub mod close {
 pub struct WsQuery {
     access_token: Option<String>,
     since: Option<String>,
+    epoch: Option<String>,
 }
 
 pub async fn ws_handler(
@@ -79,7 +89,7 @@ pub async fn ws_handler(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
-    ws: WebSocketUpgrade,
+    ws: Result<WsUpgrade, upgrade::UpgradeError>,
 ) -> Response {
     let principal = match authenticate(
         &state,
@@ -88,13 +98,17 @@ pub async fn ws_handler(
         &[Role::Agent, Role::Customer, Role::Supervisor],
     ) {
         Ok(p) => p,
-        Err(e) => return AppError::Auth(e).into_response(),
+        Err(e) => return AppError::from(e).into_response(),
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
     };
     if !origin_allowed(&state.config.allowed_origins, &headers) {
         state.metrics.auth_rejects.inc("origin");
+        tracing::debug!("origin refused");
         return AppError::Forbidden("origin not allowed".into()).into_response();
     }
-    // Held for the connection's life; released when its task ends.
     let permit = match peer {
         Some(Extension(ConnectInfo(addr))) => match state.address_limiter.try_acquire(addr.ip()) {
             Some(p) => Some(p),
@@ -107,12 +121,12 @@ pub async fn ws_handler(
         None => None,
     };
     let party = party_of(&principal);
-    if let (Some(since), Some(_)) = (q.since.as_deref(), &state.config.bus) {
-        // The id may come from another gateway a little ahead of this one.
-        let wait = Duration::from_millis(state.config.nats.resume_wait_ms);
-        state.hub.wait_for(&party, since, wait).await;
-    }
-    let attachment = match state.hub.attach(&party, q.since.as_deref()) {
+    wait_for_history(&state, &party, q.since.as_deref()).await;
+    let resume = q.since.as_deref().map(|since| Resume {
+        since,
+        epoch: q.epoch.as_deref(),
+    });
+    let attached = match state.hub.attach(&party, resume) {
         Ok(a) => a,
         Err(e @ AttachError::NotTheCustomer) => {
             state.metrics.auth_rejects.inc("not_the_customer");
@@ -131,19 +145,44 @@ pub async fn ws_handler(
     // span keeps its formatted fields for the connection's whole life.
     let span = tracing::debug_span!("conn", role = principal.role.as_str(), sub = %principal.sub,
         session = principal.session.as_deref().unwrap_or(""));
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(1 << 20)
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| {
-            let tracker = state.tracker.clone();
-            tracker.track_future(
-                Connection::new(socket, attachment, principal, state)
-                    .run(permit)
-                    .instrument(span),
-            )
-        })
+    let tracker = state.tracker.clone();
+    ws.on_upgrade(
+        MAX_CLIENT_MESSAGE,
+        move |task| {
+            tracker.spawn(task);
+        },
+        move |socket| {
+            async move {
+                match attached {
+                    Attached::Agent(a) => {
+                        Connection::new(socket, a, principal, state)
+                            .run(permit)
+                            .await
+                    }
+                    Attached::Customer(a) => {
+                        Connection::new(socket, a, principal, state)
+                            .run(permit)
+                            .await
+                    }
+                }
+            }
+            .instrument(span)
+        },
+    )
+}
+
+/// Before attaching: on a NATS bus, a resume id may come from another
+/// gateway a little ahead of this one; and a customer may connect to a
+/// session created a moment ago that this gateway has not seen yet.
+async fn wait_for_history(state: &SharedState, party: &Party, since: Option<&str>) {
+    if let (Some(since), Some(_)) = (since, &state.config.bus) {
+        let wait = Duration::from_millis(state.config.nats.resume_wait_ms);
+        state.hub.wait_for(party, since, wait).await;
+    }
+    if let Party::Customer { session, .. } = party {
+        let wait = Duration::from_millis(state.config.nats.resume_wait_ms).min(NEW_SESSION_WAIT);
+        state.hub.wait_for_session(session, wait).await;
+    }
 }
 
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
@@ -173,7 +212,7 @@ fn party_of(p: &Principal) -> Party {
 enum End {
     /// The peer closed or vanished: nothing to send.
     Peer,
-    /// The server shuts down: flush what is queued, then close with 1001.
+    /// The server shuts down: flush what is queued, then 1001.
     Shutdown,
     /// The server closes, with an error frame first.
     Close(u16, &'static str),
@@ -189,28 +228,41 @@ impl End {
             ),
         }
     }
+
+    /// A write that failed or did not complete in time.
+    fn write_failed(timed_out: bool) -> End {
+        if timed_out {
+            End::Close(
+                close::TRY_AGAIN_LATER,
+                "the connection did not take frames in time: resume with since",
+            )
+        } else {
+            End::Close(close::INTERNAL, "a write failed: resume with since")
+        }
+    }
 }
 
-struct Connection {
-    socket: WebSocket,
-    inbox: Inbox,
+struct Connection<F: Frame> {
+    socket: Socket,
+    inbox: Inbox<F>,
     /// Frames owed before the live queue: a replay or a snapshot.
-    backlog: VecDeque<Utf8Bytes>,
+    backlog: Backlog<F>,
     resumed: bool,
+    epoch: String,
     /// Dropped (the hub lets go) as soon as the connection ends, before
     /// the closing handshake.
     registration: Option<Registration>,
     /// Learns when the hub ends the queue while a write is blocked.
-    end_signal: EndSignal,
+    end_signal: EndSignal<F>,
     principal: Principal,
     state: SharedState,
     write_timeout: Duration,
 }
 
-impl Connection {
+impl<F: Frame> Connection<F> {
     fn new(
-        socket: WebSocket,
-        attachment: Attachment,
+        socket: Socket,
+        attachment: Attachment<F>,
         principal: Principal,
         state: SharedState,
     ) -> Self {
@@ -219,8 +271,9 @@ impl Connection {
             socket,
             end_signal: attachment.inbox.end_signal(),
             inbox: attachment.inbox,
-            backlog: attachment.backlog.into(),
+            backlog: attachment.backlog,
             resumed: attachment.resumed,
+            epoch: attachment.epoch,
             registration: Some(attachment.registration),
             principal,
             state,
@@ -243,7 +296,7 @@ impl Connection {
                 // Frames still queued are not sent: the client resumes
                 // from the last one it got.
                 self.inbox.discard();
-                let _ = timeout(self.write_timeout, self.close_with_error(code, reason)).await;
+                let _ = timeout(CLOSE_TIMEOUT, self.close_with_error(code, reason)).await;
                 code.to_string()
             }
         };
@@ -252,19 +305,16 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> End {
-        tracing::debug!(
-            resumed = self.resumed,
-            backlog = self.backlog.len(),
-            "connection opened"
-        );
+        tracing::debug!(resumed = self.resumed, "connection opened");
         let welcome = json!({
             "type": "welcome",
             "role": self.principal.role,
             "sub": self.principal.sub,
             "resumed": self.resumed,
+            "epoch": self.epoch,
         });
-        let welcome = Message::Text(welcome.to_string().into());
-        if let Err(end) = self.send_batch([welcome]).await {
+        let welcome = Utf8Bytes::from(welcome.to_string());
+        if let Err(end) = self.send_texts(&[welcome]).await {
             return end;
         }
         self.live().await
@@ -299,18 +349,15 @@ impl Connection {
                 () = &mut cancelled => return End::Shutdown,
                 () = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
                 () = &mut pong_deadline, if awaiting_pong => {
-                    tracing::debug!("no pong in time");
-                    return End::Peer;
+                    return End::Close(close::INTERNAL, "no pong in time: the connection is considered lost");
                 }
-                msg = self.socket.recv() => match client_frame(msg) {
+                msg = self.socket.next() => match client_frame(msg) {
                     ClientFrame::Pong => awaiting_pong = false,
                     ClientFrame::Ignored => {}
                     ClientFrame::End(end) => return end,
                 },
                 _ = heartbeat.tick() => {
-                    let beat = Utf8Bytes::from_static(r#"{"type":"heartbeat"}"#);
-                    let ping = Message::Ping(Default::default());
-                    if let Err(end) = self.send_batch([Message::Text(beat), ping]).await {
+                    if let Err(end) = self.beat().await {
                         return end;
                     }
                     if !awaiting_pong {
@@ -320,9 +367,7 @@ impl Connection {
                 }
                 out = next_out(&mut self.backlog, &mut self.inbox) => {
                     let sent = match out {
-                        Out::Backlog(frames) => {
-                            self.send_batch(frames.into_iter().map(Message::Text)).await
-                        }
+                        Out::Backlog(frames) => self.send_frames(&frames).await,
                         Out::Live(first) => self.send_queued(first).await,
                         Out::Ended => {
                             return self
@@ -339,9 +384,27 @@ impl Connection {
         }
     }
 
+    /// A heartbeat frame and a ping.
+    async fn beat(&mut self) -> Result<(), End> {
+        let socket = &mut self.socket;
+        let write = async move {
+            let beat = Utf8Bytes::from_static(r#"{"type":"heartbeat"}"#);
+            socket.feed(Message::Text(beat)).await?;
+            socket.feed(Message::Ping(Default::default())).await?;
+            socket.flush().await
+        };
+        guarded(
+            write,
+            self.write_timeout,
+            &self.end_signal,
+            &self.state.shutdown,
+        )
+        .await
+    }
+
     /// Writes `first` and the frames queued behind it (up to a batch) with
     /// one flush, taking them off the queue as they go: no buffer per batch.
-    async fn send_queued(&mut self, first: Queued) -> Result<(), End> {
+    async fn send_queued(&mut self, first: Queued<F>) -> Result<(), End> {
         let Connection {
             socket,
             inbox,
@@ -355,7 +418,7 @@ impl Connection {
             let mut next = Some(first);
             let mut fed = 0;
             while let Some(queued) = next.take() {
-                socket.feed(Message::Text(queued.frame)).await?;
+                send_text(socket, queued.frame.bytes()).await?;
                 // Delivery latency: from the hub taking the notification
                 // off the bus to its frame handed to the socket (the flush
                 // of this batch follows at once).
@@ -370,12 +433,11 @@ impl Connection {
         guarded(write, *write_timeout, end_signal, &state.shutdown).await
     }
 
-    /// Writes several messages with one flush.
-    async fn send_batch(&mut self, msgs: impl IntoIterator<Item = Message>) -> Result<(), End> {
+    async fn send_frames(&mut self, frames: &[F]) -> Result<(), End> {
         let socket = &mut self.socket;
         let write = async move {
-            for m in msgs {
-                socket.feed(m).await?;
+            for f in frames {
+                send_text(socket, f.bytes()).await?;
             }
             socket.flush().await
         };
@@ -388,30 +450,48 @@ impl Connection {
         .await
     }
 
-    /// Shutdown: sends what is already queued (nothing more), then 1001.
+    async fn send_texts(&mut self, texts: &[Utf8Bytes]) -> Result<(), End> {
+        let socket = &mut self.socket;
+        let write = async move {
+            for t in texts {
+                send_text(socket, t).await?;
+            }
+            socket.flush().await
+        };
+        guarded(
+            write,
+            self.write_timeout,
+            &self.end_signal,
+            &self.state.shutdown,
+        )
+        .await
+    }
+
+    /// Shutdown: sends what is already queued (nothing more), then the
+    /// error frame and 1001.
     async fn flush_and_go_away(&mut self) {
         while let Some(queued) = self.inbox.try_recv() {
-            if self.socket.feed(Message::Text(queued.frame)).await.is_err() {
+            if send_text(&mut self.socket, queued.frame.bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
         }
-        let frame = CloseFrame {
-            code: close::GOING_AWAY,
-            reason: Utf8Bytes::from_static("server shutting down"),
-        };
-        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        self.close_with_error(close::GOING_AWAY, "server shutting down")
+            .await;
     }
 
     async fn close_with_error(&mut self, code: u16, reason: &'static str) {
         let err = json!({"type": "error", "code": code, "message": reason});
         if self
             .socket
-            .feed(Message::Text(err.to_string().into()))
+            .feed(Message::Text(Utf8Bytes::from(err.to_string())))
             .await
             .is_ok()
         {
             let frame = CloseFrame {
-                code,
+                code: CloseCode::from(code),
                 reason: Utf8Bytes::from_static(reason),
             };
             let _ = self.socket.send(Message::Close(Some(frame))).await;
@@ -423,37 +503,54 @@ impl Connection {
 /// it within `limit`, and, only while the write is blocked, when the hub
 /// ends the queue (the client fell behind: its close is due now, not after
 /// the write times out) or the server shuts down.
-async fn guarded(
-    write: impl Future<Output = Result<(), axum::Error>>,
+async fn guarded<F>(
+    write: impl Future<Output = Result<(), tungstenite::Error>>,
     limit: Duration,
-    end_signal: &EndSignal,
+    end_signal: &EndSignal<F>,
     shutdown: &CancellationToken,
 ) -> Result<(), End> {
     tokio::select! {
         biased;
         done = timeout(limit, write) => match done {
             Ok(Ok(())) => Ok(()),
-            _ => Err(End::Peer),
+            Ok(Err(e)) if is_gone(&e) => Err(End::Peer),
+            Ok(Err(_)) => Err(End::write_failed(false)),
+            Err(_) => Err(End::write_failed(true)),
         },
         why = end_signal.ended() => Err(End::of(why)),
         () = shutdown.cancelled() => Err(End::Shutdown),
     }
 }
 
+/// Whether a write failed because the peer is gone (nothing can reach it).
+fn is_gone(e: &tungstenite::Error) -> bool {
+    match e {
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => true,
+        tungstenite::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
 /// What to send next.
-enum Out {
-    Backlog(Vec<Utf8Bytes>),
-    Live(Queued),
+enum Out<F> {
+    Backlog(Vec<F>),
+    Live(Queued<F>),
     /// The hub ended the queue.
     Ended,
 }
 
-/// The backlog first (up to `SEND_BATCH` frames at a time), then the live
-/// queue.
-async fn next_out(backlog: &mut VecDeque<Utf8Bytes>, inbox: &mut Inbox) -> Out {
-    if !backlog.is_empty() {
-        let n = backlog.len().min(SEND_BATCH);
-        return Out::Backlog(backlog.drain(..n).collect());
+/// The backlog first (up to `SEND_BATCH` frames at a time, built as they
+/// are taken), then the live queue.
+async fn next_out<F: Frame>(backlog: &mut Backlog<F>, inbox: &mut Inbox<F>) -> Out<F> {
+    let frames: Vec<F> = backlog.by_ref().take(SEND_BATCH).collect();
+    if !frames.is_empty() {
+        return Out::Backlog(frames);
     }
     match inbox.recv().await {
         Some(first) => Out::Live(first),
@@ -468,27 +565,27 @@ enum ClientFrame {
     End(End),
 }
 
-fn client_frame(msg: Option<Result<Message, axum::Error>>) -> ClientFrame {
+fn client_frame(msg: Option<Result<Message, tungstenite::Error>>) -> ClientFrame {
     match msg {
         Some(Ok(Message::Pong(_))) => ClientFrame::Pong,
         Some(Ok(Message::Text(t))) if t.len() > MAX_CLIENT_TEXT => ClientFrame::End(too_big()),
         // Pings are answered by the library; other frames are ignored.
-        Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_))) => ClientFrame::Ignored,
-        Some(Err(e)) if is_capacity_error(&e) => ClientFrame::End(too_big()),
+        Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Ping(_) | Message::Frame(_))) => {
+            ClientFrame::Ignored
+        }
+        Some(Err(tungstenite::Error::Capacity(_))) => ClientFrame::End(too_big()),
+        Some(Err(tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_))) => {
+            ClientFrame::End(End::Close(
+                close::PROTOCOL,
+                "a client frame broke the protocol",
+            ))
+        }
         Some(Err(_)) | None | Some(Ok(Message::Close(_))) => ClientFrame::End(End::Peer),
     }
 }
 
 fn too_big() -> End {
     End::Close(close::TOO_BIG, "client frames are limited to 4 KiB")
-}
-
-/// Whether a read failed because the client's frame or message exceeded
-/// the configured limits.
-fn is_capacity_error(e: &axum::Error) -> bool {
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }
 
 fn far_future() -> Instant {
