@@ -32,7 +32,7 @@ use crate::event::{Event, EventError, ParticipantType, MAX_SNAPSHOT_URI};
 use crate::view::{self, CustomerCursor, CustomerFrame, CustomerLine, Listing, Target};
 
 /// What applying one notification decided.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Applied {
     /// Agents (user ids) who receive it: those in the session before or
     /// after it, so an agent sees the notification that adds them and the

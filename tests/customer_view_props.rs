@@ -12,10 +12,13 @@ mod support;
 
 use std::collections::HashSet;
 
+use std::collections::VecDeque;
+
 use chatgate::auth::Role;
-use chatgate::model::{Message, Notification, Session};
-use chatgate::session::SessionState;
-use chatgate::view::{customer_session, project_messages};
+use chatgate::event::Event as Upstream;
+use chatgate::frame::Frame;
+use chatgate::session::{LogEntry, SessionState};
+use chatgate::view::{self, CustomerCursor, CustomerFrame, Listing, Target};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use support::*;
@@ -407,6 +410,35 @@ fn rehydrate(participant: &Value) -> Value {
     p
 }
 
+const BOUND: usize = 512 << 10;
+
+fn parse(v: &Value) -> Upstream {
+    Upstream::parse_str(&v.to_string(), BOUND).unwrap()
+}
+
+/// The data of a customer frame.
+fn data(frame: &CustomerFrame) -> Value {
+    let v: Value = serde_json::from_str(frame.bytes().as_str()).unwrap();
+    v["data"].clone()
+}
+
+/// The customer view of `n` given a cursor, as values.
+fn project(n: &Value, cursor: &mut CustomerCursor) -> Vec<Value> {
+    let event = parse(n);
+    let path = view::session_path_json(event.session_id());
+    let update = view::customer_view(
+        &event,
+        cursor,
+        &Listing::new(),
+        Target {
+            path_json: &path,
+            last_id: &mut 0,
+            max_frame: BOUND,
+        },
+    );
+    update.frames.iter().map(|(_, f)| data(f)).collect()
+}
+
 /// Projecting a projected session again changes nothing.
 fn check_reprojection_of_session(session: &Value) -> Result<(), TestCaseError> {
     let mut again = session.clone();
@@ -417,27 +449,33 @@ fn check_reprojection_of_session(session: &Value) -> Result<(), TestCaseError> {
         .map(rehydrate)
         .collect();
     again["participants"] = Value::Array(parts);
-    let parsed: Session = serde_json::from_value(again).unwrap();
-    prop_assert_eq!(&customer_session(&parsed), session);
+    let n = json!({"notificationType": "ParticipantsUpdated", "messageType": "m", "facebooksession": again});
+    let views = project(&n, &mut CustomerCursor::default());
+    prop_assert_eq!(&views[0]["facebooksession"], session);
     Ok(())
 }
 
 /// Projecting projected messages again (from the same first index)
 /// changes nothing.
 fn check_reprojection_of_messages(messages: &[Value]) -> Result<(), TestCaseError> {
-    let parsed: Vec<Message> = messages
+    let rehydrated: Vec<Value> = messages
         .iter()
         .map(|m| {
             let mut m = m.clone();
             if let Some(from) = m.get("from") {
                 m["from"] = rehydrate(from);
             }
-            serde_json::from_value(m).unwrap()
+            m
         })
         .collect();
     let first = messages[0]["index"].as_u64().unwrap();
-    let again = project_messages(&parsed, first);
-    prop_assert_eq!(again.as_slice(), messages);
+    let n = json!({"notificationType": "NewMessages", "messageType": "MessageLogUpdated",
+                   "facebooksessionPath": format!("/facebooksessions/{SID}"), "messages": rehydrated});
+    let views = project(&n, &mut CustomerCursor::restored(None, first - 1));
+    prop_assert_eq!(
+        views[0]["messages"].as_array().unwrap().as_slice(),
+        messages
+    );
     Ok(())
 }
 
@@ -515,29 +553,44 @@ proptest! {
         log_limit in 1usize..30,
     ) {
         let (notifications, expected_texts) = upstream(&events);
-        let mut state = SessionState::new(SID);
+        let mut state = SessionState::new(SID, 1);
         let mut stream = CustomerStream::default();
-        for v in &notifications {
-            let n = Notification::from_value(v.clone()).unwrap();
+        let mut log: VecDeque<LogEntry> = VecDeque::new();
+        for (seq, v) in (1u64..).zip(&notifications) {
+            let n = parse(v);
             let before = state.clone();
-            let applied = state.apply(&n, log_limit);
-            if let Some((id, view)) = &applied.customer {
-                stream.take(*id, view, v)?;
+            let applied = state.apply(seq, &n, BOUND);
+            for (id, frame) in &applied.customer {
+                stream.take(*id, &data(frame), v)?;
             }
-            if n.facebooksession.is_some() && n.messages.is_none() {
+            if n.session().is_some() && n.messages().is_empty() {
                 // The same state again is nothing new for the customer.
                 let mut again = state.clone();
-                prop_assert!(again.apply(&n, log_limit).customer.is_none());
+                prop_assert!(again.apply(seq + 1, &n, BOUND).customer.is_empty());
             }
             // Applying is deterministic: every gateway computes the same.
             let mut twin = before;
-            prop_assert_eq!(twin.apply(&n, log_limit), applied);
+            prop_assert_eq!(&twin.apply(seq, &n, BOUND), &applied);
+            log.extend(applied.log);
+            while log.len() > log_limit {
+                log.pop_front();
+            }
         }
         prop_assert_eq!(stream.texts(), expected_texts);
-        prop_assert_eq!(state.customer_seq, stream.last_id);
+        prop_assert_eq!(state.customer_seq(), stream.last_id);
 
-        let logged_and_shown = state.log.iter().filter(|l| l.customer_index.is_some()).count();
-        stream.check_snapshot(&state.customer_snapshot(), logged_and_shown)?;
+        let lines: Vec<_> = log.iter().filter_map(|e| e.customer.as_ref()).collect();
+        let snapshot: Vec<Value> = view::snapshot(
+            state.customer_seq(),
+            state.path_json(),
+            state.customer_state(),
+            lines.iter().copied(),
+            BOUND,
+        )
+        .iter()
+        .map(data)
+        .collect();
+        stream.check_snapshot(&snapshot, lines.len())?;
     }
 }
 
@@ -577,12 +630,11 @@ async fn through_a_real_server(events: Vec<Event>) -> Result<(), TestCaseError> 
 
     // The core's answer, frame by frame: which notification each customer
     // id comes from, and its view.
-    let mut core = SessionState::new(SID);
+    let mut core = SessionState::new(SID, 1);
     let mut sources = std::collections::HashMap::new();
-    for v in &notifications {
-        let n = Notification::from_value(v.clone()).unwrap();
-        if let Some((id, view)) = core.apply(&n, 1000).customer {
-            sources.insert(id, (v, view));
+    for (seq, v) in (1u64..).zip(&notifications) {
+        for (id, frame) in core.apply(seq, &parse(v), BOUND).customer {
+            sources.insert(id, (v, data(&frame)));
         }
     }
 

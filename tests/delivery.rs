@@ -77,6 +77,8 @@ struct Follower {
     token: String,
     client: Option<Client>,
     last: Option<String>,
+    /// The epoch of the welcome the stream began with.
+    epoch: String,
     frames: Vec<Value>,
     /// The `resumed` flag of each welcome after the first.
     resumed: Vec<bool>,
@@ -91,6 +93,7 @@ impl Follower {
         Self {
             addr: server.addr,
             token,
+            epoch: client.epoch(),
             client: Some(client),
             last: None,
             frames: Vec::new(),
@@ -107,7 +110,8 @@ impl Follower {
             let client = match &mut self.client {
                 Some(c) => c,
                 None => {
-                    let c = Client::connect(self.addr, &self.token, self.last.as_deref())
+                    let resume = self.last.as_deref().map(|l| (l, self.epoch.as_str()));
+                    let c = Client::connect(self.addr, &self.token, resume)
                         .await
                         .unwrap();
                     self.resumed.push(c.welcome["resumed"] == true);
@@ -638,13 +642,20 @@ async fn a_peer_that_stops_answering_pings_is_dropped() {
     server.ingest_ok(&[cast.message(1)]).await;
     assert_eq!(alive.next_notification().await["id"], "2");
 
-    // The silent one finds its snapshot, heartbeats, then a dead socket.
+    // The silent one finds its snapshot, heartbeats, then why it was let
+    // go: an error frame and a close code, not a silent drop.
     let mut seen = Vec::new();
     while let Ok(Some(f)) = silent.next_json_within(WAIT).await {
-        seen.push(f["type"].as_str().unwrap().to_owned());
+        seen.push(f);
     }
-    assert_eq!(seen.first().map(String::as_str), Some("notification"));
-    assert!(seen[1..].iter().all(|t| t == "heartbeat"), "{seen:?}");
+    let kinds: Vec<&str> = seen.iter().map(|f| f["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"notification"));
+    assert_eq!(kinds.last(), Some(&"error"), "{kinds:?}");
+    assert!(
+        kinds[1..kinds.len() - 1].iter().all(|t| *t == "heartbeat"),
+        "{kinds:?}"
+    );
+    assert_eq!(seen.last().unwrap()["code"], 1011);
     server.stop().await;
 }
 
@@ -774,7 +785,8 @@ async fn sigterm_closes_every_client_with_1001_and_the_process_exits() {
     for (i, c) in clients.iter_mut().enumerate() {
         let (closed, error) = c.until_close().await;
         assert_eq!(closed, Closed::Code(1001), "client {i}");
-        assert!(error.is_none(), "going away needs no error frame");
+        let error = error.expect("told why before the close");
+        assert_eq!(error["code"], 1001, "client {i}");
     }
     let status = binary.exit_within(Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
@@ -784,7 +796,8 @@ async fn sigterm_closes_every_client_with_1001_and_the_process_exits() {
 
 #[tokio::test]
 async fn the_global_retention_budget_evicts_oldest_first_and_resume_falls_back_to_the_snapshot() {
-    const BUDGET: usize = 24 << 10;
+    // Frames, logs and session states share it.
+    const BUDGET: usize = 64 << 10;
     let server = start(|c| c.retention_bytes = BUDGET).await;
     let (one, two) = (Cast::new("b1"), Cast::new("b2"));
     server.ingest_ok(&[one.joined(), two.joined()]).await;
@@ -792,7 +805,9 @@ async fn the_global_retention_budget_evicts_oldest_first_and_resume_falls_back_t
     let mut agent = server.connect(Role::Agent, &one.agent_user(), None).await;
     assert_eq!(agent.next_notification().await["id"], "2", "its snapshot");
 
-    // 60 messages of ~1 KiB, the two sessions in turn: far over 24 KiB.
+    // 60 messages of ~1 KiB, the two sessions in turn: each costs a frame
+    // for agents, one for the customer, and its log entries: far over the
+    // budget.
     let upstream: Vec<Value> = (1..=30)
         .flat_map(|i| [one.message_sized(i, 800), two.message_sized(i, 800)])
         .collect();

@@ -283,7 +283,7 @@ async fn bad_tokens_are_refused_before_the_upgrade() {
         .await;
     server.wait_dispatched(2).await;
 
-    let refused = |token: String, since: Option<&'static str>| {
+    let refused = |token: String, since: Option<(&'static str, &'static str)>| {
         let addr = server.addr;
         async move {
             match Client::connect(addr, &token, since).await {
@@ -316,7 +316,7 @@ async fn bad_tokens_are_refused_before_the_upgrade() {
         403
     );
     assert_eq!(
-        refused(token(Role::Customer, "cust", Some("sb")), Some("0")).await,
+        refused(token(Role::Customer, "cust", Some("sb")), Some(("0", "x"))).await,
         403
     );
     // The upstream's role has no stream.

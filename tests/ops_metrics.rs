@@ -166,9 +166,12 @@ async fn metrics_follow_a_scenario() {
     let last = agents[0].welcome.clone();
     assert_eq!(last["resumed"], false);
     let t = token(Role::Agent, TESTNAME, None);
-    let hit = Client::connect(server.addr, &t, Some("3")).await.unwrap();
+    let epoch = agents[0].epoch();
+    let hit = Client::connect(server.addr, &t, Some(("3", &epoch)))
+        .await
+        .unwrap();
     assert_eq!(hit.welcome["resumed"], true);
-    let miss = Client::connect(server.addr, &t, Some("999999"))
+    let miss = Client::connect(server.addr, &t, Some(("999999", &epoch)))
         .await
         .unwrap();
     assert_eq!(miss.welcome["resumed"], false);

@@ -63,8 +63,6 @@ const SEND_BATCH: usize = 64;
 /// yet waits for it (a session created a moment ago), so that its welcome
 /// names the session's epoch.
 const NEW_SESSION_WAIT: Duration = Duration::from_secs(1);
-/// How long a closing handshake is given when the peer may not be reading.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Close codes the server uses.
 pub mod close {
@@ -296,7 +294,7 @@ impl<F: Frame> Connection<F> {
                 // Frames still queued are not sent: the client resumes
                 // from the last one it got.
                 self.inbox.discard();
-                let _ = timeout(CLOSE_TIMEOUT, self.close_with_error(code, reason)).await;
+                let _ = timeout(self.write_timeout, self.close_with_error(code, reason)).await;
                 code.to_string()
             }
         };

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chatgate::auth::{Authenticator, Role};
 use chatgate::config::Config;
+use chatgate::event::Event;
 use chatgate::http::SharedState;
-use chatgate::model::Notification;
 use chatgate::server::Server;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -93,19 +93,36 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Connects with `since`, asserting the handshake succeeds.
+    /// Connects with `since` in the stream's current epoch (what the
+    /// party's earlier welcome on this server said), asserting the
+    /// handshake succeeds.
     pub async fn resume(&self, role: Role, sub: &str, sid: Option<&str>, since: &str) -> Client {
-        Client::connect(self.addr, &token(role, sub, sid), Some(since))
+        let epoch = self.epoch_of(role, sid);
+        Client::connect(self.addr, &token(role, sub, sid), Some((since, &epoch)))
             .await
             .unwrap()
+    }
+
+    /// The epoch a party's stream counts in now: the hub's for agents and
+    /// supervisors, `<epoch>.<incarnation>` of its session for a customer.
+    pub fn epoch_of(&self, role: Role, sid: Option<&str>) -> String {
+        let hub = &self.state.hub;
+        match (role, sid) {
+            (Role::Customer, Some(sid)) => {
+                let incarnation = hub.session_state(sid).map_or(0, |s| s.incarnation);
+                format!("{}.{incarnation}", hub.epoch())
+            }
+            _ => hub.epoch().to_owned(),
+        }
     }
 
     /// Publishes notifications onto the server's bus, the path the engine
     /// takes (no HTTP), for volumes where the ingest would only slow a test.
     pub async fn publish(&self, items: &[Value]) {
+        let bound = self.state.config.max_frame_bytes;
         let batch = items
             .iter()
-            .map(|v| Notification::from_value(v.clone()).unwrap())
+            .map(|v| Event::parse_str(&v.to_string(), bound).unwrap())
             .collect();
         self.state.publish(batch, "test").await.unwrap();
     }
@@ -170,16 +187,17 @@ pub enum Closed {
 }
 
 impl Client {
-    /// Connects with `token` in the Authorization header; `Err` carries the
-    /// HTTP status of a refused handshake.
+    /// Connects with `token` in the Authorization header, resuming from
+    /// `(since, epoch)` if given; `Err` carries the HTTP status of a
+    /// refused handshake.
     pub async fn connect(
         addr: SocketAddr,
         token: &str,
-        since: Option<&str>,
+        resume: Option<(&str, &str)>,
     ) -> Result<Client, u16> {
         let mut url = format!("ws://{addr}/ws");
-        if let Some(s) = since {
-            url.push_str(&format!("?since={s}"));
+        if let Some((since, epoch)) = resume {
+            url.push_str(&format!("?since={since}&epoch={epoch}"));
         }
         let mut req = url.into_client_request().unwrap();
         req.headers_mut()
@@ -207,6 +225,14 @@ impl Client {
             Ok(Err(e)) => panic!("connect failed: {e}"),
             Err(_) => panic!("connect timed out"),
         }
+    }
+
+    /// The epoch of the welcome this stream began with.
+    pub fn epoch(&self) -> String {
+        self.welcome["epoch"]
+            .as_str()
+            .expect("the welcome names its epoch")
+            .to_owned()
     }
 
     /// The next text frame (heartbeats included), or `None` on close.

@@ -255,6 +255,8 @@ pub async fn ingest_retrying(
 pub struct Follower {
     token: String,
     pub last_id: Option<String>,
+    /// The epoch of the welcome the stream began with.
+    pub epoch: Option<String>,
     pub frames: Vec<Value>,
     pub resumes: u32,
     client: Option<Client>,
@@ -265,6 +267,7 @@ impl Follower {
         Follower {
             token: token(role, sub, sid),
             last_id: None,
+            epoch: None,
             frames: Vec::new(),
             resumes: 0,
             client: None,
@@ -279,9 +282,13 @@ impl Follower {
 
     /// [`Follower::attach`] to a server at `addr`.
     pub async fn attach_to(&mut self, addr: std::net::SocketAddr) {
-        let client = Client::connect(addr, &self.token, self.last_id.as_deref())
+        let resume = self.last_id.as_deref().zip(self.epoch.as_deref());
+        let client = Client::connect(addr, &self.token, resume)
             .await
             .expect("connect");
+        if self.epoch.is_none() {
+            self.epoch = Some(client.epoch());
+        }
         if self.last_id.is_some() {
             assert_eq!(
                 client.welcome["resumed"], true,
