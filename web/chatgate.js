@@ -219,20 +219,24 @@ export function safeUrl(u) {
 
 /**
  * One /ws connection that stays up: reconnects with backoff and resumes
- * with `since` = the id of the last notification taken in. Snapshot frames
- * with ids "G:k" are not resumable; the last one of a snapshot has a plain
- * id, as every live frame does.
+ * with `since` = the id of the last notification taken in and `epoch` =
+ * the epoch of the welcome its stream began with (ids count within an
+ * epoch: after a server restart, or a session that came back, the server
+ * answers resumed:false and a snapshot instead of a wrong resume).
+ * Snapshot frames with ids "G:k" are not resumable; the last one of a
+ * snapshot has a plain id, as every live frame does.
  *
  * Callbacks: onNotification(data, frame), onWelcome(welcome),
  * onStatus("connecting" | "live" | "reconnecting" | "stopped", detail).
  */
 export class Stream {
-  constructor({ token, onNotification, onWelcome, onStatus, since = null }) {
+  constructor({ token, onNotification, onWelcome, onStatus, since = null, epoch = null }) {
     this.token = token;
     this.onNotification = onNotification;
     this.onWelcome = onWelcome || (() => {});
     this.onStatus = onStatus || (() => {});
     this.lastId = since;
+    this.epoch = epoch;
     this.ws = null;
     this.attempt = 0;
     this.stopped = false;
@@ -273,7 +277,10 @@ export class Stream {
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const q = new URLSearchParams({ access_token: this.token });
-    if (this.lastId) q.set("since", this.lastId);
+    if (this.lastId && this.epoch) {
+      q.set("since", this.lastId);
+      q.set("epoch", this.epoch);
+    }
     return `${scheme}//${location.host}/ws?${q}`;
   }
 
@@ -293,6 +300,12 @@ export class Stream {
       if (frame.type === "welcome") {
         welcomed = true;
         this.attempt = 0;
+        // A stream that was not resumed begins anew, in this epoch: no id
+        // of the old one may be used with it.
+        if (!frame.resumed) {
+          this.epoch = frame.epoch;
+          this.lastId = null;
+        }
         this.welcomes.push(frame);
         this.onWelcome(frame);
         this.onStatus("live", frame);
