@@ -200,7 +200,7 @@ pub async fn post_events(
             AppError::BadRequest(e.to_string())
         }
     })?;
-    let key = idempotency_key(&headers).map_err(AppError::BadRequest)?;
+    let key = idempotency_key(&headers)?;
     let accepted = batch.len();
     state.publish_keyed(batch, "ingest", key).await?;
     tracing::debug!(accepted, "ingest batch published");
@@ -208,7 +208,7 @@ pub async fn post_events(
 }
 
 /// The `Idempotency-Key` header, if any.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, String> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, AppError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -216,7 +216,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, String> {
         Ok(k) if !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(Some(k))
         }
-        _ => Err("Idempotency-Key: 1 to 128 printable ASCII characters".into()),
+        _ => Err(AppError::BadRequest(
+            "Idempotency-Key: 1 to 128 printable ASCII characters".into(),
+        )),
     }
 }
 

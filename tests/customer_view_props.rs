@@ -137,8 +137,15 @@ fn customer_participant(junk: bool) -> Value {
 }
 
 /// The upstream notification of `event` (number `n`), advancing the
-/// upstream's message index; and the texts a customer must see of it.
-fn build(event: &Event, n: usize, next_index: &mut u64) -> (Value, Vec<String>) {
+/// upstream's message index and the session's `listing` (whether each
+/// agent's latest listing is visible); and the texts a customer must see
+/// of it.
+fn build(
+    event: &Event,
+    n: usize,
+    next_index: &mut u64,
+    listing: &mut std::collections::HashMap<usize, bool>,
+) -> (Value, Vec<String>) {
     match event {
         Event::State {
             kind,
@@ -150,6 +157,9 @@ fn build(event: &Event, n: usize, next_index: &mut u64) -> (Value, Vec<String>) 
             let mut participants = Vec::new();
             if *with_customer {
                 participants.push(customer_participant(*junk));
+            }
+            for (k, v) in members {
+                listing.insert(*k, *v && *k < CONSULTANTS_FROM);
             }
             participants.extend(
                 members
@@ -194,7 +204,10 @@ fn build(event: &Event, n: usize, next_index: &mut u64) -> (Value, Vec<String>) 
                         Sender::Customer => (Some(customer_participant(m.junk)), true),
                         Sender::Agent(k, v) => {
                             let visible = *v && *k < CONSULTANTS_FROM;
-                            (Some(agent_participant(*k, visible, m.junk)), visible)
+                            // The sender check: a line whose sender the
+                            // session lists as agent-only stays hidden.
+                            let listed = listing.get(k).copied().unwrap_or(true);
+                            (Some(agent_participant(*k, visible, m.junk)), visible && listed)
                         }
                         Sender::Nobody => (None, true),
                     };
@@ -534,10 +547,11 @@ fn event() -> impl Strategy<Value = Event> {
 /// must see, in order.
 fn upstream(events: &[Event]) -> (Vec<Value>, Vec<String>) {
     let mut next_index = 0;
+    let mut listing = std::collections::HashMap::new();
     let mut notifications = Vec::new();
     let mut shown = Vec::new();
     for (n, e) in events.iter().enumerate() {
-        let (v, texts) = build(e, n + 1, &mut next_index);
+        let (v, texts) = build(e, n + 1, &mut next_index, &mut listing);
         notifications.push(v);
         shown.extend(texts);
     }

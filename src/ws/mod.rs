@@ -492,8 +492,19 @@ impl<F: Frame> Connection<F> {
                 code: CloseCode::from(code),
                 reason: Utf8Bytes::from_static(reason),
             };
-            let _ = self.socket.send(Message::Close(Some(frame))).await;
+            if self.socket.send(Message::Close(Some(frame))).await.is_ok() {
+                self.await_close().await;
+            }
         }
+    }
+
+    /// Reads until the client's own close (the closing handshake), so that
+    /// the socket is not torn down under a client still writing (its pongs,
+    /// say): the reset that would follow drops what the client has not
+    /// read yet, the error frame and the close included. Bounded by the
+    /// caller's timeout.
+    async fn await_close(&mut self) {
+        while let Some(Ok(_)) = self.socket.next().await {}
     }
 }
 

@@ -3,6 +3,7 @@
 //! so a failure fails instead of hanging.
 #![allow(dead_code)]
 
+pub mod cast;
 pub mod nats;
 
 use std::net::SocketAddr;
@@ -439,4 +440,105 @@ pub fn vm_rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// The real binary in a process of its own, its stdout read for the
+/// address it bound (and drained after, so that its logs never block it).
+pub struct Binary {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl Binary {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With these settings (environment variables) besides the defaults.
+    pub fn start_with(envs: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatgate"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CHATGATE_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .env("CHATGATE_JWT_SECRET", SECRET)
+            .env("CHATGATE_LISTEN", "127.0.0.1:0")
+            .env("CHATGATE_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut addr = None;
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                if entry["fields"]["message"] == "chatgate listening" {
+                    addr = entry["fields"]["addr"].as_str().map(|a| a.parse().unwrap());
+                    break;
+                }
+            }
+            line.clear();
+        }
+        let addr = addr.expect("the binary logs the address it listens on");
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while stdout.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        Self { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Resident memory of the process, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub async fn exit_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still running {limit:?} after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
