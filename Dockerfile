@@ -1,13 +1,15 @@
 # syntax=docker/dockerfile:1
 # Build: the pinned Rust toolchain; the registry and target directory are
 # BuildKit caches, so a rebuild after a source change recompiles chatgate
-# only. --locked: exactly the dependency versions of Cargo.lock.
+# only. --locked: exactly the dependency versions of Cargo.lock. -p
+# chatgate: the product alone, not the workspace's tools/ (the load
+# generator and the bare reference server).
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin chatgate \
+    cargo build --release --locked -p chatgate \
  && strip target/release/chatgate \
  && cp target/release/chatgate /chatgate
 

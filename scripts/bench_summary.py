@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Medians of the JSON lines `chatgate load --json` printed (scripts/bench)."""
+"""Medians of the JSON lines `chatgate-load --json` printed (scripts/bench)."""
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 def med(xs):

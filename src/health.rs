@@ -3,12 +3,18 @@
 //!
 //! The container's `HEALTHCHECK` runs it, so the image needs no curl or
 //! shell. It reads the same `CHATGATE_LISTEN` as the server, so a changed
-//! port needs no change to the health check.
+//! port needs no change to the health check. One HTTP/1.1 GET on hyper's
+//! own client connection (hyper serves chatgate already): the server is an
+//! IP address on this host, so there is nothing to resolve, pool, redirect
+//! or encrypt, and no proxy setting of the environment can come between.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use clap::Args;
+use http::{header, Request};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
@@ -27,33 +33,82 @@ pub struct HealthArgs {
     pub timeout_secs: u64,
 }
 
-/// The URL to ask.
-pub fn url(args: &HealthArgs) -> String {
+/// Why the server is not healthy; each names the URL asked.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("{url}: {source}")]
+    Connect { url: String, source: std::io::Error },
+    #[error("{url}: {source}")]
+    Request { url: String, source: http::Error },
+    #[error("{url}: {source}")]
+    Http { url: String, source: hyper::Error },
+    #[error("{url}: no answer within {secs} s")]
+    Timeout { url: String, secs: u64 },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+}
+
+/// Where to ask: the address (loopback for a wildcard) and the path.
+fn target(args: &HealthArgs) -> (SocketAddr, &'static str) {
     let ip = match args.listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
     let path = if args.ready { "/readyz" } else { "/healthz" };
-    format!("http://{}{path}", SocketAddr::new(ip, args.listen.port()))
+    (SocketAddr::new(ip, args.listen.port()), path)
 }
 
-/// `Ok` when the server answers 200; `Err` says what went wrong.
-pub async fn check(args: &HealthArgs) -> Result<(), String> {
+/// The URL to ask.
+pub fn url(args: &HealthArgs) -> String {
+    let (addr, path) = target(args);
+    format!("http://{addr}{path}")
+}
+
+/// `Ok` when the server answers 200 within the timeout; `Err` says what
+/// went wrong.
+pub async fn check(args: &HealthArgs) -> Result<(), HealthError> {
+    let (addr, path) = target(args);
     let url = url(args);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(args.timeout_secs.max(1)))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let resp = client
-        .get(&url)
-        .send()
+    let secs = args.timeout_secs.max(1);
+    let status = tokio::time::timeout(Duration::from_secs(secs), get(addr, path, &url))
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    match resp.status().as_u16() {
+        .map_err(|_| HealthError::Timeout {
+            url: url.clone(),
+            secs,
+        })??;
+    match status {
         200 => Ok(()),
-        status => Err(format!("{url}: HTTP {status}")),
+        status => Err(HealthError::Status { url, status }),
     }
+}
+
+/// One GET on a fresh connection; the status of the answer.
+async fn get(addr: SocketAddr, path: &str, url: &str) -> Result<u16, HealthError> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| HealthError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+    let http = |source| HealthError::Http {
+        url: url.to_owned(),
+        source,
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http)?;
+    // Drives the connection; it ends once `sender` is dropped.
+    tokio::spawn(connection);
+    let request = Request::get(path)
+        .header(header::HOST, addr.to_string())
+        .body(String::new())
+        .map_err(|source| HealthError::Request {
+            url: url.to_owned(),
+            source,
+        })?;
+    let response = sender.send_request(request).await.map_err(http)?;
+    Ok(response.status().as_u16())
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@
 //! - [`listen`]: the HTTP listener (handshake timeout, graceful close).
 //! - [`http`]: the router, shared state, errors as responses.
 //! - [`config`]: every setting, with defaults.
-//! - [`load`]: the load generator (`chatgate load`).
 //! - [`metrics`]: counters rendered for Prometheus.
 //! - [`server`]: wiring it together and shutting it down.
 //! - [`web`]: the agent desktop and customer widget pages.
@@ -37,7 +36,6 @@ pub mod hub;
 pub mod ingest;
 pub mod limits;
 pub mod listen;
-pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod outbox;

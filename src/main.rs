@@ -1,5 +1,6 @@
 //! The `chatgate` binary: parses settings, sets up logging, binds, runs;
-//! or, as `chatgate load ...`, runs the load generator against a server.
+//! or, as `chatgate health`, asks a running one whether it serves. (The
+//! load generator is `chatgate-load`, in tools/.)
 
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -7,7 +8,6 @@ use tracing_subscriber::EnvFilter;
 
 use chatgate::config::{Config, LogFormat};
 use chatgate::health::HealthArgs;
-use chatgate::load::LoadCommand;
 use chatgate::server::{shutdown_signal, Server};
 
 #[derive(Parser)]
@@ -27,9 +27,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Load generator: drives a running chatgate (or chatgate-bare) over real sockets.
-    #[command(subcommand)]
-    Load(LoadCommand),
     /// Exits 0 when the chatgate on this host answers /healthz (the
     /// container's health check).
     Health(HealthArgs),
@@ -43,15 +40,6 @@ async fn main() -> std::process::ExitCode {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("chatgate health: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(Command::Load(load)) = cli.command {
-        return match chatgate::load::run(load).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("chatgate load: {e}");
                 std::process::ExitCode::FAILURE
             }
         };

@@ -44,3 +44,15 @@ async fn health_exits_0_for_a_serving_chatgate_and_1_otherwise() {
     assert_eq!(out.status.code(), Some(1), "nothing listens any more");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/healthz"));
 }
+
+#[tokio::test]
+async fn health_exits_1_when_the_answer_does_not_come_in_time() {
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let out = health(&["--listen", &addr, "--timeout-secs", "1"], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no answer within 1 s"), "{stderr}");
+    drop(silent);
+}

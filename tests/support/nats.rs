@@ -120,7 +120,13 @@ impl GatewayProcess {
             .map(|a| a.port())
             .expect("a free port");
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_chatgate"))
+        // The chatgate package's own tests have its binary; the tools'
+        // tests share these fixtures, not this one (so not `env!`, which
+        // would stop them compiling).
+        #[allow(clippy::option_env_unwrap)]
+        let binary = option_env!("CARGO_BIN_EXE_chatgate")
+            .expect("a gateway process is for the chatgate package's tests");
+        let child = Command::new(binary)
             .env("CHATGATE_LISTEN", addr.to_string())
             .env("CHATGATE_JWT_SECRET", super::SECRET)
             .env("CHATGATE_BUS", nats.url())

@@ -1,14 +1,17 @@
 //! The load generator against a real chatgate and a real chatgate-bare:
 //! a small, bounded fan-out that must deliver every frame exactly once,
-//! in order (counts, never times).
+//! in order (counts, never times). chatgate runs in this process, through
+//! its library (the fixtures of the product's own tests); chatgate-bare is
+//! this package's binary, in a process of its own.
 
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chatgate::load::fanout::{self, FanoutArgs, FanoutReport, Via};
-use chatgate::load::{Target, TargetArgs};
+use chatgate_tools::fanout::{self, FanoutArgs, FanoutReport, Via};
+use chatgate_tools::{Target, TargetArgs};
 use support::*;
 
 const SESSIONS: usize = 20;

@@ -6,7 +6,7 @@
 //! joins room R (a `{"type":"welcome"}` frame first); `POST /publish` takes
 //! NDJSON-like lines `ROOM FRAME` and sends each FRAME verbatim, as bytes
 //! shared by the room, to every member. A member whose bounded queue is
-//! full is dropped. Driven by `chatgate load ... --target bare`.
+//! full is dropped. Driven by `chatgate-load ... --target bare`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,11 +1,24 @@
-//! `chatgate load`: a load generator that drives a running gateway (or the
-//! bare reference server, `chatgate-bare`) over real sockets, like its users.
+//! chatgate's tools: the load generator (`chatgate-load`) and the bare
+//! reference server it is compared with (`chatgate-bare`). A crate of
+//! their own, so that neither they nor their dependencies (an HTTP client,
+//! latency histograms, `/proc` and rlimit access) are in the product's
+//! binary or image. They use chatgate's library only for its tokens (and
+//! the bare server for its socket buffer sizes).
 //!
-//! Owns the two scenarios and their reports: [`idle`] (hold N authenticated
-//! connections, measure the server's memory per connection) and [`fanout`]
-//! (parties of S sessions, M notifications/s, measure delivery, latency,
-//! loss, server CPU per frame). Everything it does is bounded in count and
-//! time; it only talks to the address it is given.
+//! The load generator drives a running gateway (or `chatgate-bare`) over
+//! real sockets, like its users. Owns the two scenarios and their reports:
+//! [`idle`] (hold N authenticated connections, measure the server's memory
+//! per connection) and [`fanout`] (parties of S sessions, M
+//! notifications/s, measure delivery, latency, loss, server CPU per
+//! frame). Everything it does is bounded in count and time; it only talks
+//! to the address it is given. It connects each party once and never
+//! resumes (a dropped connection is counted as disconnected), so it sends
+//! no `since`.
+//!
+//! - [`client`]: WebSocket clients, source addresses, the open-file limit.
+//! - [`idle`], [`fanout`]: the scenarios.
+//! - [`procstat`]: the server's memory and CPU time from `/proc`.
+//! - [`report`]: the table and JSON line of each run.
 
 pub mod client;
 pub mod fanout;
@@ -17,7 +30,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-/// The `load` subcommands.
+/// The load generator's subcommands (`chatgate-load idle|fanout`).
 #[derive(Debug, Clone, Subcommand)]
 pub enum LoadCommand {
     /// Holds N idle authenticated connections; reports server memory per connection.
@@ -71,11 +84,11 @@ pub struct TargetArgs {
 
 impl TargetArgs {
     /// The token minter, required for chatgate (not for the bare server).
-    pub fn minter(&self) -> Result<Option<crate::auth::Authenticator>, String> {
+    pub fn minter(&self) -> Result<Option<chatgate::auth::Authenticator>, String> {
         match (self.target, &self.secret) {
             (Target::Bare, _) => Ok(None),
             (Target::Chatgate, Some(secret)) => {
-                crate::auth::Authenticator::new(secret.as_bytes(), None).map(Some)
+                chatgate::auth::Authenticator::new(secret.as_bytes(), None).map(Some)
             }
             (Target::Chatgate, None) => Err(
                 "a secret is needed to mint tokens: --secret or CHATGATE_JWT_SECRET (the server's)"
@@ -85,7 +98,7 @@ impl TargetArgs {
     }
 }
 
-/// Runs one `load` subcommand to completion, printing its report.
+/// Runs one subcommand to completion, printing its report.
 pub async fn run(command: LoadCommand) -> Result<(), String> {
     match command {
         LoadCommand::Idle(args) => idle::main(args).await,

@@ -1,4 +1,4 @@
-//! `chatgate load fanout`: the parties of S sessions (one customer and
+//! `chatgate-load fanout`: the parties of S sessions (one customer and
 //! K-1 agents each) connected, M notifications/s published in total for T
 //! seconds, and every frame accounted for.
 //!
@@ -24,11 +24,11 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{self, Ws};
-use super::procstat::{self, ProcSample};
-use super::report::{self, mib, opt};
-use super::{Target, TargetArgs};
-use crate::auth::{Authenticator, Role};
+use crate::client::{self, Ws};
+use crate::procstat::{self, ProcSample};
+use crate::report::{self, mib, opt};
+use crate::{Target, TargetArgs};
+use chatgate::auth::{Authenticator, Role};
 
 /// How notifications reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -1030,7 +1030,7 @@ mod tests {
         let frame = format!(r#"{{"type":"notification","id":"9","data":{n}}}"#);
         assert_eq!(parse_probe(&frame), Some((123_456, 7, 3)));
         assert_eq!(parse_probe(r#"{"type":"heartbeat"}"#), None);
-        let parsed = crate::model::Notification::parse(&n).unwrap();
+        let parsed = chatgate::model::Notification::parse(&n).unwrap();
         assert_eq!(parsed.session_id(), Some("s1"));
     }
 
@@ -1047,7 +1047,7 @@ mod tests {
     #[test]
     fn participants_line_is_a_valid_notification() {
         let names = Names { run: 1 };
-        let n = crate::model::Notification::parse(&participants_line(&names, 3, 3)).unwrap();
+        let n = chatgate::model::Notification::parse(&participants_line(&names, 3, 3)).unwrap();
         let parts = n.participants().unwrap();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[2].user_id(), Some("f1-a3-2"));

@@ -1,4 +1,4 @@
-//! `chatgate load idle`: holds N authenticated connections, agents and
+//! `chatgate-load idle`: holds N authenticated connections, agents and
 //! customers of many sessions, and reports the server's resident memory
 //! per connection once every one of them is welcomed.
 
@@ -10,11 +10,11 @@ use futures::{stream, StreamExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{self, Ws};
-use super::procstat::{self, ProcSample};
-use super::report::{self, kib, mib, opt};
-use super::{Target, TargetArgs};
-use crate::auth::{Authenticator, Role};
+use crate::client::{self, Ws};
+use crate::procstat::{self, ProcSample};
+use crate::report::{self, kib, mib, opt};
+use crate::{Target, TargetArgs};
+use chatgate::auth::{Authenticator, Role};
 
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
