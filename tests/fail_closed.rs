@@ -69,7 +69,11 @@ async fn a_customers_long_lines_lock_nobody_out_snapshots_come_in_frames_within_
         .await;
     }
     let (_, sessions) = get(&server, "/api/v2/me/facebooksessions", &agent(TESTNAME)).await;
-    assert_eq!(sessions.as_array().unwrap().len(), 1, "routed to TestName");
+    assert_eq!(
+        sessions["facebooksessions"].as_array().unwrap().len(),
+        1,
+        "routed to TestName"
+    );
     let expected: Vec<String> = std::iter::once("first line".to_owned())
         .chain((0..200).map(line))
         .collect();

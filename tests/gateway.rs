@@ -425,8 +425,9 @@ async fn a_bad_ingest_batch_is_refused_whole_naming_the_item_and_changes_nothing
         "{error}"
     );
 
-    // A line that is not JSON, a message with a bad visibility, a batch
-    // naming no session, an empty body.
+    // A line that is not JSON, a message with a bad index, a batch naming
+    // no session, an empty body. (A visibility other than `All` is no
+    // error: agent-only, see tests/fail_closed.rs.)
     let mut body = ndjson(&good);
     body.insert_str(0, "{not json\n");
     let (status, reply) = server.ingest(&body, "application/x-ndjson").await;
@@ -437,11 +438,11 @@ async fn a_bad_ingest_batch_is_refused_whole_naming_the_item_and_changes_nothing
         ),
         (400, true)
     );
-    let mut bad_visibility = good[2].clone();
-    bad_visibility["messages"][0]["visibility"] = json!("Everyone");
+    let mut bad_index = good[2].clone();
+    bad_index["messages"][0]["index"] = json!("first");
     let (status, reply) = server
         .ingest(
-            &json!([good[0], good[1], bad_visibility]).to_string(),
+            &json!([good[0], good[1], bad_index]).to_string(),
             "application/json",
         )
         .await;

@@ -458,7 +458,9 @@ impl Hub {
             return Err(AttachError::Full);
         }
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let registration = Registration {
+        // Made only once registered, after the lock is let go: dropping one
+        // takes the lock.
+        let registration = || Registration {
             hub: self.clone(),
             party: party.clone(),
             conn,
@@ -505,7 +507,7 @@ impl Hub {
                     resumed,
                     epoch,
                     backlog: Box::new(backlog.into_iter()),
-                    registration,
+                    registration: registration(),
                 }))
             }
             Party::Agent(_) | Party::Supervisor => {
@@ -537,7 +539,7 @@ impl Hub {
                     resumed,
                     epoch: self.epoch.clone(),
                     backlog,
-                    registration,
+                    registration: registration(),
                 }))
             }
         }
@@ -597,13 +599,6 @@ impl Hub {
             }
         };
         self.wait_until(reached, wait).await;
-    }
-
-    /// Waits up to `wait` until this hub knows `session` (a customer
-    /// connecting right after its session was created), so that the
-    /// welcome names the session's epoch. Returns at once when it does.
-    pub async fn wait_for_session(&self, session: &str, wait: Duration) {
-        self.wait_until(|hub| hub.has_session(session), wait).await;
     }
 
     async fn wait_until(&self, reached: impl Fn(&Hub) -> bool, wait: Duration) {

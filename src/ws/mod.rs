@@ -59,10 +59,6 @@ pub const MAX_CLIENT_TEXT: usize = 4096;
 const MAX_CLIENT_MESSAGE: usize = 16 << 10;
 /// Frames sent per flush when several are queued.
 const SEND_BATCH: usize = 64;
-/// How long a customer connecting to a session the gateway does not know
-/// yet waits for it (a session created a moment ago), so that its welcome
-/// names the session's epoch.
-const NEW_SESSION_WAIT: Duration = Duration::from_secs(1);
 
 /// Close codes the server uses.
 pub mod close {
@@ -170,16 +166,13 @@ pub async fn ws_handler(
 }
 
 /// Before attaching: on a NATS bus, a resume id may come from another
-/// gateway a little ahead of this one; and a customer may connect to a
-/// session created a moment ago that this gateway has not seen yet.
+/// gateway a little ahead of this one. (A customer connecting before this
+/// gateway knows its session is not waited for: its welcome's epoch then
+/// names no incarnation, and a later resume with it gets the snapshot.)
 async fn wait_for_history(state: &SharedState, party: &Party, since: Option<&str>) {
     if let (Some(since), Some(_)) = (since, &state.config.bus) {
         let wait = Duration::from_millis(state.config.nats.resume_wait_ms);
         state.hub.wait_for(party, since, wait).await;
-    }
-    if let Party::Customer { session, .. } = party {
-        let wait = Duration::from_millis(state.config.nats.resume_wait_ms).min(NEW_SESSION_WAIT);
-        state.hub.wait_for_session(session, wait).await;
     }
 }
 
