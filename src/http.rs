@@ -1,10 +1,9 @@
 //! HTTP surface: the router, shared state, and how errors become responses.
 //!
 //! Owns `router(state) -> Router` (every route of the process, so tests can
-//! drive it), [`AppError`] (a refusal as an HTTP status and a JSON body that
-//! says what is wrong without exposing internals), the health, readiness,
-//! metrics and dev-token endpoints. WebSocket handling is in `ws`, ingest
-//! in `ingest`.
+//! drive it), the health, readiness, metrics and dev-token endpoints.
+//! Refusals are `error`'s [`AppError`]; WebSocket handling is in `ws`,
+//! ingest in `ingest`.
 
 use std::sync::Arc;
 
@@ -19,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{bearer_token, AuthError, Authenticator, Principal, Role};
-use crate::bus::{Bus, BusError};
+use crate::bus::Bus;
 use crate::config::Config;
+use crate::error::AppError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::Notification;
@@ -66,50 +66,6 @@ impl AppState {
             self.metrics.notifications_in.inc(source);
         }
         Ok(())
-    }
-}
-
-/// A refused request.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    TooManyRequests(String),
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    #[error("the bus is unavailable")]
-    Bus(#[from] BusError),
-}
-
-impl AppError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::Auth(AuthError::WrongRole) => StatusCode::FORBIDDEN,
-            AppError::Auth(_) => StatusCode::UNAUTHORIZED,
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if let AppError::Bus(e) = &self {
-            tracing::warn!(error = %e, "publish failed");
-        }
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
 }
 

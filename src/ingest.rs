@@ -16,7 +16,8 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::auth::Role;
-use crate::http::{authenticate, AppError, SharedState};
+use crate::error::AppError;
+use crate::http::{authenticate, SharedState};
 use crate::metrics::refusal;
 use crate::model::Notification;
 

@@ -15,7 +15,8 @@
 //! - [`limits`]: per-address connection limits.
 //! - [`health`]: `chatgate health`, the container's health check.
 //! - [`listen`]: the HTTP listener (handshake timeout, graceful close).
-//! - [`http`]: the router, shared state, errors as responses.
+//! - [`http`]: the router, shared state.
+//! - [`error`]: refusals as responses.
 //! - [`config`]: every setting, with defaults.
 //! - [`load`]: the load generator (`chatgate load`).
 //! - [`metrics`]: counters rendered for Prometheus.
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod health;
 pub mod http;
 pub mod hub;

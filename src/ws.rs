@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::{Principal, Role};
-use crate::http::{authenticate, AppError, SharedState};
+use crate::error::AppError;
+use crate::http::{authenticate, SharedState};
 use crate::hub::{AttachError, Attachment, Party, Registration};
 use crate::limits::AddressPermit;
 use crate::metrics::refusal;
