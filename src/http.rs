@@ -1,11 +1,9 @@
-//! HTTP surface: the router, shared state, and how errors become responses.
+//! HTTP surface: the router of the process.
 //!
 //! Owns `router(state) -> Router` (every route of the process, so tests can
 //! drive it), the health, readiness, metrics and dev-token endpoints.
 //! Refusals are `error`'s [`AppError`]; WebSocket handling is in `ws`,
 //! ingest in `ingest`.
-
-use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,60 +12,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::auth::{bearer_token, AuthError, Authenticator, Principal, Role};
-use crate::bus::Bus;
-use crate::config::Config;
+use crate::auth::{bearer_token, AuthError, Principal, Role};
 use crate::error::AppError;
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-use crate::model::Notification;
-
-pub type SharedState = Arc<AppState>;
-
-/// What every handler may reach.
-pub struct AppState {
-    pub config: Config,
-    pub auth: Authenticator,
-    pub hub: Arc<Hub>,
-    pub bus: Bus,
-    pub metrics: Arc<Metrics>,
-    /// Open WebSocket connections per client address (`limits`).
-    pub address_limiter: crate::limits::AddressLimiter,
-    /// The session engine (roles `all` and `engine`).
-    pub engine: Option<Arc<crate::engine::Engine>>,
-    /// Cancelled on shutdown: connections close with 1001.
-    pub shutdown: CancellationToken,
-    /// Tracks connection tasks, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-}
-
-impl AppState {
-    /// Publishes a batch to the bus, counting it by source.
-    pub async fn publish(&self, batch: Vec<Notification>, source: &str) -> Result<(), AppError> {
-        self.publish_keyed(batch, source, None).await
-    }
-
-    /// [`AppState::publish`] with an idempotency key (see `Bus::publish_keyed`).
-    pub async fn publish_keyed(
-        &self,
-        batch: Vec<Notification>,
-        source: &str,
-        key: Option<&str>,
-    ) -> Result<(), AppError> {
-        let n = batch.len();
-        self.bus.publish_keyed(batch, key).await.map_err(|e| {
-            self.metrics.bus_publish_errors.inc();
-            AppError::Bus(e)
-        })?;
-        for _ in 0..n {
-            self.metrics.notifications_in.inc(source);
-        }
-        Ok(())
-    }
-}
+use crate::state::{AppState, SharedState};
 
 /// Authenticates a request by its bearer token (header or `access_token`)
 /// and checks that its role is one of `roles`.

@@ -17,9 +17,10 @@ use serde_json::{json, Value};
 
 use crate::auth::Role;
 use crate::error::AppError;
-use crate::http::{authenticate, SharedState};
+use crate::http::authenticate;
 use crate::metrics::refusal;
 use crate::model::Notification;
+use crate::state::SharedState;
 
 /// Why a batch was refused, naming the item (1-based).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

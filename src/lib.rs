@@ -15,7 +15,8 @@
 //! - [`limits`]: per-address connection limits.
 //! - [`health`]: `chatgate health`, the container's health check.
 //! - [`listen`]: the HTTP listener (handshake timeout, graceful close).
-//! - [`http`]: the router, shared state.
+//! - [`http`]: the router.
+//! - [`state`]: what every handler may reach, and publishing.
 //! - [`error`]: refusals as responses.
 //! - [`config`]: every setting, with defaults.
 //! - [`load`]: the load generator (`chatgate load`).
@@ -40,6 +41,7 @@ pub mod model;
 pub mod outbox;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod view;
 pub mod web;
 pub mod ws;

@@ -18,10 +18,11 @@ use crate::bus::{Bus, Feed};
 use crate::config::Config;
 use crate::engine::nats_store::NatsStore;
 use crate::engine::{Engine, Store};
-use crate::http::{router, AppState, SharedState};
+use crate::http::router;
 use crate::hub::Hub;
 use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
+use crate::state::{AppState, SharedState};
 
 /// Deliveries buffered between the in-memory bus and the dispatcher.
 const MEMORY_BUS_CAPACITY: usize = 8192;

@@ -35,11 +35,12 @@ use tracing::Instrument;
 
 use crate::auth::{Principal, Role};
 use crate::error::AppError;
-use crate::http::{authenticate, SharedState};
+use crate::http::authenticate;
 use crate::hub::{AttachError, Attachment, Party, Registration};
 use crate::limits::AddressPermit;
 use crate::metrics::refusal;
 use crate::outbox::{EndSignal, Ended, Inbox, Queued};
+use crate::state::SharedState;
 
 /// Largest client text frame accepted; longer ones close with 1009.
 pub const MAX_CLIENT_TEXT: usize = 4096;

@@ -32,9 +32,10 @@ use super::store::Change;
 use super::{messages, participants, Ctx};
 use super::{new_id, now_ms, Engine};
 use crate::auth::Role;
-use crate::http::{authenticate, SharedState};
+use crate::http::authenticate;
 use crate::metrics::refusal;
 use crate::model::{Notification, NotificationType, ParticipantType, Visibility};
+use crate::state::SharedState;
 
 /// How long a customer token is valid, in seconds.
 pub const CUSTOMER_TOKEN_TTL_SECS: u64 = 8 * 3600;

@@ -2,7 +2,7 @@
 //!
 //! Implements the facebooksession operations (SPEC section 5) and
 //! publishes their notifications on the bus through
-//! [`AppState::publish`](crate::http::AppState::publish), exactly like any
+//! [`AppState::publish`](crate::state::AppState::publish), exactly like any
 //! other upstream: the gateway learns about sessions only from the bus.
 //!
 //! # Layout
@@ -43,8 +43,8 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::http::AppState;
 use crate::model::{Notification, Visibility};
+use crate::state::AppState;
 use draft::Draft;
 use record::{Member, SessionRecord};
 

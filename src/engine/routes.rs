@@ -26,9 +26,10 @@ use super::participants::{self, Resolved};
 use super::record::{Member, SessionRecord};
 use super::{customer, new_id, now_ms, Ctx, Engine, Op};
 use crate::auth::Role;
-use crate::http::{authenticate, AppState, SharedState};
+use crate::http::authenticate;
 use crate::metrics::refusal;
 use crate::model::{Message, Visibility};
+use crate::state::{AppState, SharedState};
 
 /// Largest request body of an engine route.
 const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chatgate::auth::{Authenticator, Role};
 use chatgate::config::Config;
-use chatgate::http::SharedState;
 use chatgate::model::Notification;
 use chatgate::server::Server;
+use chatgate::state::SharedState;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
