@@ -77,6 +77,13 @@ impl AuthError {
     }
 }
 
+/// A configured key chatgate cannot verify with (it refuses to start).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("CHATGATE_JWT_PUBLIC_KEY is neither an RSA nor an EC public key in PEM")]
+    NotAPublicKey,
+}
+
 /// Checks on top of the signature and `exp` (all off by default).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimChecks {
@@ -110,7 +117,7 @@ struct MintedClaims<'a> {
 impl Authenticator {
     /// `secret` signs and verifies HS256; `public_key`, a PEM, verifies
     /// RS256 or ES256 tokens as well.
-    pub fn new(secret: &[u8], public_key_pem: Option<&str>) -> Result<Self, String> {
+    pub fn new(secret: &[u8], public_key_pem: Option<&str>) -> Result<Self, KeyError> {
         let public_key = match public_key_pem {
             None => None,
             Some(pem) => Some(parse_public_key(pem)?),
@@ -205,14 +212,14 @@ impl Authenticator {
     }
 }
 
-fn parse_public_key(pem: &str) -> Result<(DecodingKey, Algorithm), String> {
+fn parse_public_key(pem: &str) -> Result<(DecodingKey, Algorithm), KeyError> {
     if let Ok(k) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
         return Ok((k, Algorithm::RS256));
     }
     if let Ok(k) = DecodingKey::from_ec_pem(pem.as_bytes()) {
         return Ok((k, Algorithm::ES256));
     }
-    Err("CHATGATE_JWT_PUBLIC_KEY is neither an RSA nor an EC public key in PEM".into())
+    Err(KeyError::NotAPublicKey)
 }
 
 pub fn now_secs() -> u64 {

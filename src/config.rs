@@ -217,21 +217,29 @@ impl Config {
     }
 
     /// Refuses combinations that would be unsafe to run.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.dev_mode() && !self.listen.ip().is_loopback() {
-            return Err(format!(
-                "refusing to listen on {} without CHATGATE_JWT_SECRET: dev tokens are for loopback only",
-                self.listen
-            ));
+            return Err(ConfigError::DevModeOffLoopback(self.listen));
         }
         if self.bus.is_none() && self.role != RoleSetting::All {
-            return Err(format!(
-                "CHATGATE_ROLE={} needs CHATGATE_BUS=nats://host:port: with the in-memory bus one process is both engine and gateway (role all)",
-                self.role.to_possible_value().map_or("?".into(), |v| v.get_name().to_owned())
+            let role = self.role.to_possible_value();
+            return Err(ConfigError::RoleNeedsBus(
+                role.map_or("?".into(), |v| v.get_name().to_owned()),
             ));
         }
         Ok(())
     }
+}
+
+/// A combination of settings chatgate refuses to run with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "refusing to listen on {0} without CHATGATE_JWT_SECRET: dev tokens are for loopback only"
+    )]
+    DevModeOffLoopback(SocketAddr),
+    #[error("CHATGATE_ROLE={0} needs CHATGATE_BUS=nats://host:port: with the in-memory bus one process is both engine and gateway (role all)")]
+    RoleNeedsBus(String),
 }
 
 /// The NATS JetStream bus's limits and timings (used with `CHATGATE_BUS`).

@@ -1,16 +1,22 @@
 //! Errors that leave the process: a refused request as an HTTP response
-//! ([`AppError`]).
+//! ([`AppError`]), and why the process cannot start ([`StartError`]).
 //!
 //! A refusal says what is wrong with the request, never what went wrong
-//! inside: the text of a bus error is logged, not sent.
+//! inside: the text of a bus error is logged, not sent. A start-up error
+//! names the setting or the part at fault; `main` prints it and exits 1.
+
+use std::net::SocketAddr;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, KeyError};
 use crate::bus::BusError;
+use crate::config::ConfigError;
+use crate::engine::nats_store::StoreError;
+use crate::engine::DirectoryError;
 
 /// A refused request.
 #[derive(Debug, thiserror::Error)]
@@ -54,4 +60,31 @@ impl IntoResponse for AppError {
         }
         (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
+}
+
+/// Why the process cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Connecting to the bus or opening its stream (the bus reports its
+    /// start-up errors as text).
+    #[error("{0}")]
+    Bus(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the listening address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    #[error("serving failed: {0}")]
+    Serve(#[source] std::io::Error),
 }

@@ -38,21 +38,35 @@ pub fn url(args: &HealthArgs) -> String {
     format!("http://{}{path}", SocketAddr::new(ip, args.listen.port()))
 }
 
+/// Why the health check failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("cannot build an HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("{url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+}
+
 /// `Ok` when the server answers 200; `Err` says what went wrong.
-pub async fn check(args: &HealthArgs) -> Result<(), String> {
+pub async fn check(args: &HealthArgs) -> Result<(), HealthError> {
     let url = url(args);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.timeout_secs.max(1)))
         .build()
-        .map_err(|e| e.to_string())?;
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(HealthError::Client)?;
+    let resp = match client.get(&url).send().await {
+        Ok(resp) => resp,
+        Err(source) => return Err(HealthError::Unreachable { url, source }),
+    };
     match resp.status().as_u16() {
         200 => Ok(()),
-        status => Err(format!("{url}: HTTP {status}")),
+        status => Err(HealthError::Status { url, status }),
     }
 }
 

@@ -18,6 +18,7 @@ use crate::bus::{Bus, Feed};
 use crate::config::Config;
 use crate::engine::nats_store::NatsStore;
 use crate::engine::{Engine, Store};
+use crate::error::StartError;
 use crate::http::router;
 use crate::hub::Hub;
 use crate::limits::AddressLimiter;
@@ -38,7 +39,7 @@ pub struct Server {
 
 impl Server {
     /// Builds everything; binds nothing but what `listener` already is.
-    pub async fn build(config: Config, listener: TcpListener) -> Result<Self, String> {
+    pub async fn build(config: Config, listener: TcpListener) -> Result<Self, StartError> {
         config.validate()?;
         let secret = match &config.jwt_secret {
             Some(s) => s.as_bytes().to_vec(),
@@ -55,8 +56,14 @@ impl Server {
         let hub = Hub::new(config.hub(), config.max_connections, metrics.clone());
         let address_limiter = AddressLimiter::new(config.max_connections_per_address);
         let (bus, feed) = if config.bus.is_some() {
-            let bus = NatsBus::connect(&config, metrics.clone()).await?;
-            let feed = bus.feed(&config, &hub, metrics.clone()).await?;
+            // The bus reports its errors as text (src/bus).
+            let bus = NatsBus::connect(&config, metrics.clone())
+                .await
+                .map_err(StartError::Bus)?;
+            let feed = bus
+                .feed(&config, &hub, metrics.clone())
+                .await
+                .map_err(StartError::Bus)?;
             (Bus::Nats(Box::new(bus)), feed)
         } else {
             let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);
@@ -67,7 +74,7 @@ impl Server {
                 Some(url) => url.clone(),
                 None => format!(
                     "http://{}",
-                    listener.local_addr().map_err(|e| e.to_string())?
+                    listener.local_addr().map_err(StartError::LocalAddr)?
                 ),
             };
             let mut engine = Engine::build(&config, &base)?;

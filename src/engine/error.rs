@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::directory::UnknownTarget;
 use crate::auth::AuthError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +80,12 @@ impl From<AuthError> for OpError {
             AuthError::WrongRole => OpError::Forbidden(e.to_string()),
             _ => OpError::Unauthorized(e.to_string()),
         }
+    }
+}
+
+impl From<UnknownTarget> for OpError {
+    fn from(e: UnknownTarget) -> Self {
+        OpError::BadRequest(e.to_string())
     }
 }
 

@@ -48,7 +48,7 @@ use crate::state::AppState;
 use draft::Draft;
 use record::{Member, SessionRecord};
 
-pub use directory::Directory;
+pub use directory::{Directory, DirectoryError};
 pub use error::OpError;
 pub use params::ParticipantRef;
 pub use participants::Resolved;
@@ -215,7 +215,7 @@ pub struct Engine {
 impl Engine {
     /// Builds the engine: the directory from `config.directory` (or the
     /// demo one), URIs under `base`.
-    pub fn build(config: &Config, base: &str) -> Result<Self, String> {
+    pub fn build(config: &Config, base: &str) -> Result<Self, DirectoryError> {
         let directory = Directory::load(config.directory.as_deref(), base)?;
         Ok(Self::new(directory, config))
     }

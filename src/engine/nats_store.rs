@@ -65,10 +65,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::consumer::{self, pull, DeliverPolicy};
+use async_nats::jetstream::context::{GetStreamError, PublishErrorKind};
 use async_nats::jetstream::kv::{self, UpdateErrorKind};
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::stream::{ConsumerError, LastRawMessageErrorKind, Stream};
 use bytes::Bytes;
 use dashmap::DashMap;
 use futures::StreamExt;
@@ -130,6 +130,32 @@ impl Claim {
     }
 }
 
+/// Why the store could not be opened (the engine refuses to start).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the session bucket: {0}")]
+    Bucket(String),
+    #[error("cannot open the stream {stream}: {source}")]
+    Stream {
+        stream: String,
+        #[source]
+        source: GetStreamError,
+    },
+}
+
+/// Why the replica stopped following the bucket (it starts again).
+#[derive(Debug, thiserror::Error)]
+enum ReplicaError {
+    #[error("cannot read the session records: {0}")]
+    Consumer(#[from] ConsumerError),
+    #[error("cannot read the session records: {0}")]
+    Messages(#[from] consumer::StreamError),
+    #[error("cannot read the session records: {0}")]
+    Message(#[from] pull::OrderedError),
+    #[error("the consumer ended")]
+    Ended,
+}
+
 pub struct NatsStore {
     bus: NatsBus,
     kv: kv::Store,
@@ -145,7 +171,7 @@ pub struct NatsStore {
 
 impl NatsStore {
     /// Opens (creating if missing) the bucket `<stream>_SESSIONS`.
-    pub async fn open(bus: &NatsBus, config: &Config) -> Result<Self, String> {
+    pub async fn open(bus: &NatsBus, config: &Config) -> Result<Self, StoreError> {
         let bucket = format!("{}_SESSIONS", config.nats_stream);
         let kv = open_bucket(
             bus.jetstream(),
@@ -153,12 +179,17 @@ impl NatsStore {
             "chatgate engine: session records",
             config.nats.nats_replicas,
         )
-        .await?;
+        .await
+        // The bus reports its errors as text (src/bus).
+        .map_err(StoreError::Bucket)?;
         let events = bus
             .jetstream()
             .get_stream(&config.nats_stream)
             .await
-            .map_err(|e| format!("cannot open the stream {}: {e}", config.nats_stream))?;
+            .map_err(|source| StoreError::Stream {
+                stream: config.nats_stream.clone(),
+                source,
+            })?;
         Ok(Self {
             bus: bus.clone(),
             kv,
@@ -192,7 +223,7 @@ impl NatsStore {
     /// Reads the summary of every committed record (headers only: the
     /// records themselves stay in the bucket), swaps the replica for
     /// them, then follows changes until the consumer fails.
-    async fn follow_once(&self) -> Result<(), String> {
+    async fn follow_once(&self) -> Result<(), ReplicaError> {
         let consumer = self
             .kv
             .stream
@@ -203,19 +234,15 @@ impl NatsStore {
                 max_expires: Duration::from_secs(4),
                 ..Default::default()
             })
-            .await
-            .map_err(|e| format!("cannot read the session records: {e}"))?;
+            .await?;
         let mut initial = consumer.cached_info().num_pending;
         let mut fresh = Some(ReplicaInner::default());
         if initial == 0 {
             self.replica.replace(fresh.take().unwrap_or_default());
         }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| format!("cannot read the session records: {e}"))?;
+        let mut messages = consumer.messages().await?;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| e.to_string())?;
+            let message = message?;
             let pending = message.info().map(|i| i.pending).unwrap_or(0);
             let key = message
                 .subject
@@ -234,7 +261,7 @@ impl NatsStore {
                 }
             }
         }
-        Err("the consumer ended".into())
+        Err(ReplicaError::Ended)
     }
 
     pub async fn next_reference(&self) -> Result<u64, OpError> {

@@ -75,7 +75,10 @@ impl TargetArgs {
         match (self.target, &self.secret) {
             (Target::Bare, _) => Ok(None),
             (Target::Chatgate, Some(secret)) => {
-                crate::auth::Authenticator::new(secret.as_bytes(), None).map(Some)
+                // auth's errors are typed; the load generator's are text.
+                crate::auth::Authenticator::new(secret.as_bytes(), None)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
             }
             (Target::Chatgate, None) => Err(
                 "a secret is needed to mint tokens: --secret or CHATGATE_JWT_SECRET (the server's)"
