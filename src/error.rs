@@ -40,8 +40,7 @@ pub enum AppError {
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::Auth(AuthError::WrongRole) => StatusCode::FORBIDDEN,
-            AppError::Auth(_) => StatusCode::UNAUTHORIZED,
+            AppError::Auth(e) => e.status(),
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,

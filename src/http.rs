@@ -6,41 +6,16 @@
 //! ingest in `ingest`.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{bearer_token, AuthError, Principal, Role};
+use crate::auth::Role;
 use crate::error::AppError;
-use crate::state::{AppState, SharedState};
-
-/// Authenticates a request by its bearer token (header or `access_token`)
-/// and checks that its role is one of `roles`.
-pub fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    access_token: Option<&str>,
-    roles: &[Role],
-) -> Result<Principal, AuthError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = bearer_token(authorization, access_token).ok_or(AuthError::Missing);
-    // Refusals are logged by reason only: a token is never logged.
-    let principal = token.and_then(|t| state.auth.verify(t)).inspect_err(|e| {
-        state.metrics.auth_rejects.inc(e.label());
-        tracing::debug!(reason = e.label(), "authentication refused");
-    })?;
-    if !roles.contains(&principal.role) {
-        state.metrics.auth_rejects.inc(AuthError::WrongRole.label());
-        tracing::debug!(role = principal.role.as_str(), "role refused");
-        return Err(AuthError::WrongRole);
-    }
-    Ok(principal)
-}
+use crate::state::SharedState;
 
 /// Every route of the process: the gateway's, and the engine's when it runs one.
 pub fn router(state: SharedState) -> Router {

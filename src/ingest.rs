@@ -15,9 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::auth::Role;
+use crate::auth::{roles, Authenticated};
 use crate::error::AppError;
-use crate::http::authenticate;
 use crate::metrics::refusal;
 use crate::model::Notification;
 use crate::state::SharedState;
@@ -95,10 +94,10 @@ fn parse_valid_batch(body: &[u8], ndjson: bool) -> Option<Vec<Notification>> {
 
 pub async fn post_events(
     State(state): State<SharedState>,
+    _: Authenticated<roles::Service>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    authenticate(&state, &headers, None, &[Role::Service])?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             state.metrics.refusals.inc(refusal::INGEST_TOO_LARGE);

@@ -87,7 +87,7 @@ impl Server {
         };
         let state = Arc::new(AppState {
             config,
-            auth,
+            auth: Arc::new(auth),
             hub,
             bus,
             address_limiter,

@@ -8,10 +8,11 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Gate};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::error::AppError;
@@ -24,7 +25,7 @@ pub type SharedState = Arc<AppState>;
 /// What every handler may reach.
 pub struct AppState {
     pub config: Config,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub hub: Arc<Hub>,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
@@ -60,5 +61,15 @@ impl AppState {
             self.metrics.notifications_in.inc(source);
         }
         Ok(())
+    }
+}
+
+/// What the `Authenticated` extractor needs of it.
+impl FromRef<SharedState> for Gate {
+    fn from_ref(state: &SharedState) -> Self {
+        Gate {
+            authenticator: state.auth.clone(),
+            metrics: state.metrics.clone(),
+        }
     }
 }

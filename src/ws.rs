@@ -33,9 +33,8 @@ use tokio_tungstenite::tungstenite;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::{Principal, Role};
+use crate::auth::{roles, Authenticated, Principal, Role};
 use crate::error::AppError;
-use crate::http::authenticate;
 use crate::hub::{AttachError, Attachment, Party, Registration};
 use crate::limits::AddressPermit;
 use crate::metrics::refusal;
@@ -70,9 +69,9 @@ pub mod close {
     pub const TOKEN_EXPIRED: u16 = 4001;
 }
 
+/// The token may come as `access_token` too (see `auth::roles::Subscriber`).
 #[derive(Deserialize)]
 pub struct WsQuery {
-    access_token: Option<String>,
     since: Option<String>,
 }
 
@@ -82,16 +81,9 @@ pub async fn ws_handler(
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
+    // Last, so that a request that is no upgrade is refused as before.
+    Authenticated { principal, .. }: Authenticated<roles::Subscriber>,
 ) -> Response {
-    let principal = match authenticate(
-        &state,
-        &headers,
-        q.access_token.as_deref(),
-        &[Role::Agent, Role::Customer, Role::Supervisor],
-    ) {
-        Ok(p) => p,
-        Err(e) => return AppError::Auth(e).into_response(),
-    };
     if !origin_allowed(&state.config.allowed_origins, &headers) {
         state.metrics.auth_rejects.inc("origin");
         return AppError::Forbidden("origin not allowed".into()).into_response();

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
@@ -31,8 +31,7 @@ use super::routes::{engine_of, json_object};
 use super::store::Change;
 use super::{messages, participants, Ctx};
 use super::{new_id, now_ms, Engine};
-use crate::auth::Role;
-use crate::http::authenticate;
+use crate::auth::{roles, AuthError, Authenticated, Role};
 use crate::metrics::refusal;
 use crate::model::{Notification, NotificationType, ParticipantType, Visibility};
 use crate::state::SharedState;
@@ -177,10 +176,10 @@ fn user_data(nickname: &str, message: &str, queue: Option<&Queue>) -> Map<String
 pub async fn operate(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::Customer>, AuthError>,
     body: Bytes,
 ) -> Result<Json<Value>, OpError> {
-    let customer = authenticate(&state, &headers, None, &[Role::Customer])?;
+    let customer = caller?.principal;
     if customer.session.as_deref() != Some(id.as_str()) {
         return Err(OpError::Forbidden(
             "this token belongs to another session".into(),

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
@@ -25,8 +24,7 @@ use super::error::OpError;
 use super::participants::{self, Resolved};
 use super::record::{Member, SessionRecord};
 use super::{customer, new_id, now_ms, Ctx, Engine, Op};
-use crate::auth::Role;
-use crate::http::authenticate;
+use crate::auth::{roles, AuthError, Authenticated};
 use crate::metrics::refusal;
 use crate::model::{Message, Visibility};
 use crate::state::{AppState, SharedState};
@@ -70,10 +68,10 @@ pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, OpError> {
 async fn operate(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::Agent>, AuthError>,
     body: Bytes,
 ) -> Result<Json<Value>, OpError> {
-    let agent = authenticate(&state, &headers, None, &[Role::Agent])?;
+    let agent = caller?.principal;
     let engine = engine_of(&state)?;
     if let Err(wait) = engine
         .operation_limiter
@@ -181,9 +179,9 @@ fn not_capable(record: &SessionRecord, me: &Member, name: &str) -> OpError {
 
 async fn my_sessions(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::Agent>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
-    let agent = authenticate(&state, &headers, None, &[Role::Agent])?;
+    let agent = caller?.principal;
     let engine = engine_of(&state)?;
     let sessions: Vec<_> = engine
         .store
@@ -200,9 +198,9 @@ async fn my_sessions(
 async fn one_session(
     State(state): State<SharedState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::Agent>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
-    let agent = authenticate(&state, &headers, None, &[Role::Agent])?;
+    let agent = caller?.principal;
     let engine = engine_of(&state)?;
     let record = engine
         .store
@@ -223,9 +221,9 @@ async fn one_session(
 
 async fn users(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
-    authenticate(&state, &headers, None, &[Role::Agent, Role::Supervisor])?;
+    caller?;
     let engine = engine_of(&state)?;
     let dir = &engine.directory;
     let users: Vec<Value> = dir
@@ -245,9 +243,9 @@ async fn users(
 
 async fn queues(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
-    authenticate(&state, &headers, None, &[Role::Agent, Role::Supervisor])?;
+    caller?;
     let engine = engine_of(&state)?;
     let dir = &engine.directory;
     let queues: Vec<Value> = dir
