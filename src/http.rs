@@ -37,10 +37,12 @@ pub fn router(state: SharedState) -> Router {
     if state.config.dev_mode() {
         router = router.route("/dev/token", get(dev_token));
     }
-    if state.engine.is_some() {
-        router = router.merge(crate::engine::router());
+    let engine = state.engine.clone();
+    let router = router.with_state(state);
+    match engine {
+        Some(engine) => router.merge(crate::engine::router().with_state(engine)),
+        None => router,
     }
-    router.with_state(state)
 }
 
 async fn healthz() -> &'static str {
@@ -48,7 +50,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<SharedState>) -> Response {
-    if state.bus.is_ready() && !state.shutdown.is_cancelled() {
+    if state.publisher.bus().is_ready() && !state.shutdown.is_cancelled() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()

@@ -10,6 +10,7 @@
 //! - [`ws`]: `GET /ws`, one task per connection.
 //! - [`ingest`]: `POST /upstream/events`.
 //! - [`bus`]: between upstreams and gateways (in-memory, NATS JetStream).
+//! - [`publisher`]: how upstreams publish onto the bus, counted.
 //! - [`engine`]: the session engine, the reference upstream (operations).
 //! - [`auth`]: JWT verification and minting.
 //! - [`limits`]: per-address connection limits.
@@ -39,6 +40,7 @@ pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod outbox;
+pub mod publisher;
 pub mod server;
 pub mod session;
 pub mod state;

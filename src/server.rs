@@ -17,12 +17,13 @@ use crate::bus::nats::NatsBus;
 use crate::bus::{Bus, Feed};
 use crate::config::Config;
 use crate::engine::nats_store::NatsStore;
-use crate::engine::{Engine, Store};
+use crate::engine::{Engine, EngineState, Store};
 use crate::error::StartError;
 use crate::http::router;
 use crate::hub::Hub;
 use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
+use crate::publisher::Publisher;
 use crate::state::{AppState, SharedState};
 
 /// Deliveries buffered between the in-memory bus and the dispatcher.
@@ -69,27 +70,22 @@ impl Server {
             let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);
             (Bus::Memory(bus), Feed::Memory(deliveries))
         };
-        let engine = if config.runs_engine() {
-            let base = match &config.public_url {
-                Some(url) => url.clone(),
-                None => format!(
-                    "http://{}",
-                    listener.local_addr().map_err(StartError::LocalAddr)?
-                ),
-            };
-            let mut engine = Engine::build(&config, &base)?;
-            if let Bus::Nats(nats) = &bus {
-                engine.store = Store::Nats(Box::new(NatsStore::open(nats, &config).await?));
-            }
-            Some(Arc::new(engine))
-        } else {
-            None
+        let auth = Arc::new(auth);
+        let publisher = Publisher::new(bus, metrics.clone());
+        let engine = match build_engine(&config, &listener, publisher.bus()).await? {
+            Some(engine) => Some(EngineState {
+                engine: Arc::new(engine),
+                publisher: publisher.clone(),
+                auth: auth.clone(),
+                metrics: metrics.clone(),
+            }),
+            None => None,
         };
         let state = Arc::new(AppState {
             config,
-            auth: Arc::new(auth),
+            auth,
             hub,
-            bus,
+            publisher,
             address_limiter,
             metrics,
             engine,
@@ -116,7 +112,7 @@ impl Server {
         let feed_ends_on_shutdown = matches!(feed, Feed::Nats(_));
         let mut dispatcher = tokio::spawn(feed.run(state.hub.clone(), state.shutdown.clone()));
         let sweeper = tokio::spawn(sweep(state.hub.clone(), state.shutdown.clone()));
-        if let Some(engine) = &state.engine {
+        if let Some(EngineState { engine, .. }) = &state.engine {
             tokio::spawn(engine.clone().sweep_until(state.shutdown.clone()));
             let (engine, shutdown) = (engine.clone(), state.shutdown.clone());
             tokio::spawn(async move { engine.store.follow(shutdown).await });
@@ -153,6 +149,31 @@ impl Server {
         sweeper.abort();
         result
     }
+}
+
+/// The session engine, when this process runs one: its directory, URIs
+/// under the public URL (or the listening address), and on a NATS bus the
+/// store every engine shares.
+async fn build_engine(
+    config: &Config,
+    listener: &TcpListener,
+    bus: &Bus,
+) -> Result<Option<Engine>, StartError> {
+    if !config.runs_engine() {
+        return Ok(None);
+    }
+    let base = match &config.public_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "http://{}",
+            listener.local_addr().map_err(StartError::LocalAddr)?
+        ),
+    };
+    let mut engine = Engine::build(config, &base)?;
+    if let Bus::Nats(nats) = bus {
+        engine.store = Store::Nats(Box::new(NatsStore::open(nats, config).await?));
+    }
+    Ok(Some(engine))
 }
 
 async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {

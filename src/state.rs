@@ -2,9 +2,9 @@
 //! [`SharedState`].
 //!
 //! Owns the process's long-lived parts (settings, authenticator, hub,
-//! bus, counters, limits, the engine when it runs one) and the one way an
-//! upstream handler publishes onto the bus ([`AppState::publish`]). It
-//! builds nothing: `server` does.
+//! bus, counters, limits, the engine's state when it runs one) and the
+//! gateway's way to publish onto the bus ([`AppState::publish`], for the
+//! ingest). It builds nothing: `server` does.
 
 use std::sync::Arc;
 
@@ -13,12 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, Gate};
-use crate::bus::Bus;
 use crate::config::Config;
+use crate::engine::EngineState;
 use crate::error::AppError;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::Notification;
+use crate::publisher::Publisher;
 
 pub type SharedState = Arc<AppState>;
 
@@ -27,12 +28,13 @@ pub struct AppState {
     pub config: Config,
     pub auth: Arc<Authenticator>,
     pub hub: Arc<Hub>,
-    pub bus: Bus,
+    /// The bus, as upstreams (the ingest, the engine) publish to it.
+    pub publisher: Publisher,
     pub metrics: Arc<Metrics>,
     /// Open WebSocket connections per client address (`limits`).
     pub address_limiter: crate::limits::AddressLimiter,
-    /// The session engine (roles `all` and `engine`).
-    pub engine: Option<Arc<crate::engine::Engine>>,
+    /// The session engine and its routes' state (roles `all` and `engine`).
+    pub engine: Option<EngineState>,
     /// Cancelled on shutdown: connections close with 1001.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks, so shutdown can wait for them.
@@ -52,15 +54,7 @@ impl AppState {
         source: &str,
         key: Option<&str>,
     ) -> Result<(), AppError> {
-        let n = batch.len();
-        self.bus.publish_keyed(batch, key).await.map_err(|e| {
-            self.metrics.bus_publish_errors.inc();
-            AppError::Bus(e)
-        })?;
-        for _ in 0..n {
-            self.metrics.notifications_in.inc(source);
-        }
-        Ok(())
+        Ok(self.publisher.publish(batch, source, key).await?)
     }
 }
 

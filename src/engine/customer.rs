@@ -27,14 +27,14 @@ use super::draft::Draft;
 use super::error::OpError;
 use super::params::{self, MAX_TEXT_CHARS};
 use super::record::{Member, SessionRecord};
-use super::routes::{engine_of, json_object};
+use super::routes::json_object;
 use super::store::Change;
 use super::{messages, participants, Ctx};
-use super::{new_id, now_ms, Engine};
+use super::{new_id, now_ms, Engine, EngineState};
 use crate::auth::{roles, AuthError, Authenticated, Role};
 use crate::metrics::refusal;
 use crate::model::{Notification, NotificationType, ParticipantType, Visibility};
-use crate::state::SharedState;
+use crate::publisher::Publisher;
 
 /// How long a customer token is valid, in seconds.
 pub const CUSTOMER_TOKEN_TTL_SECS: u64 = 8 * 3600;
@@ -44,11 +44,11 @@ const MAX_NICKNAME_CHARS: usize = 64;
 const SUBJECT_CHARS: usize = 100;
 
 pub async fn create(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), OpError> {
-    let engine = engine_of(&state)?;
+    let engine = state.engine.clone();
     if let Err(wait) = engine.limiter.check(peer.ip(), Instant::now()) {
         state.metrics.refusals.inc(refusal::CUSTOMER_SESSION_RATE);
         let secs = wait.as_secs().max(1);
@@ -63,7 +63,7 @@ pub async fn create(
         .to_owned();
     let message = params::text(&body, "message", MAX_TEXT_CHARS)?;
     let queue = queue_of(&engine, &body)?.map(|q| q.id.clone());
-    let opened = tokio::spawn(open(state.clone(), engine, nickname, message, queue))
+    let opened = tokio::spawn(open(state.publisher, engine, nickname, message, queue))
         .await
         .map_err(|_| OpError::Unavailable("the request was aborted".into()))??;
     let token = state.auth.mint(
@@ -108,7 +108,7 @@ struct Opened {
 }
 
 async fn open(
-    state: SharedState,
+    publisher: Publisher,
     engine: Arc<Engine>,
     nickname: String,
     message: String,
@@ -156,7 +156,7 @@ async fn open(
     let (record, notifications) = open_session(record, customer, agent, &message, &ctx);
     engine
         .store
-        .create(record, notifications, state.as_ref())
+        .create(record, notifications, &publisher)
         .await?;
     Ok(opened)
 }
@@ -174,7 +174,7 @@ fn user_data(nickname: &str, message: &str, queue: Option<&Queue>) -> Map<String
 }
 
 pub async fn operate(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Customer>, AuthError>,
     body: Bytes,
@@ -185,7 +185,7 @@ pub async fn operate(
             "this token belongs to another session".into(),
         ));
     }
-    let engine = engine_of(&state)?;
+    let (engine, publisher) = (state.engine, state.publisher);
     let op = CustomerOp::parse(&json_object(&body)?)?;
     let task = async move {
         let ctx = Ctx {
@@ -206,7 +206,7 @@ pub async fn operate(
                 })?;
             Ok(apply_customer(record, me, &op, &ctx))
         };
-        engine.store.apply(&id, operation, state.as_ref()).await
+        engine.store.apply(&id, operation, &publisher).await
     };
     tokio::spawn(task)
         .await

@@ -1,9 +1,9 @@
 //! The session engine: chatgate's reference upstream.
 //!
 //! Implements the facebooksession operations (SPEC section 5) and
-//! publishes their notifications on the bus through
-//! [`AppState::publish`](crate::state::AppState::publish), exactly like any
-//! other upstream: the gateway learns about sessions only from the bus.
+//! publishes their notifications on the bus through a
+//! [`Publisher`](crate::publisher::Publisher), exactly like any other
+//! upstream: the gateway learns about sessions only from the bus.
 //!
 //! # Layout
 //!
@@ -15,7 +15,8 @@
 //! - [`store`]: where records live; applies one operation atomically per
 //!   session and publishes its notifications in order; [`nats_store`]:
 //!   the store shared by every engine on a NATS bus.
-//! - [`routes`]: the agent REST API; [`customer`]: the widget's API.
+//! - [`routes`]: the agent REST API; [`customer`]: the widget's API;
+//!   [`state`]: what their handlers reach ([`EngineState`]).
 //! - [`limiter`]: rate limits of anonymous session creation and of each
 //!   agent's operations.
 //! - [`error`]: refusals as `{"statusCode","statusMessage"}`.
@@ -31,6 +32,7 @@ pub mod params;
 pub mod participants;
 pub mod record;
 pub mod routes;
+pub mod state;
 pub mod store;
 pub mod user_data;
 
@@ -43,8 +45,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::model::{Notification, Visibility};
-use crate::state::AppState;
+use crate::model::Visibility;
 use draft::Draft;
 use record::{Member, SessionRecord};
 
@@ -53,6 +54,7 @@ pub use error::OpError;
 pub use params::ParticipantRef;
 pub use participants::Resolved;
 pub use routes::router;
+pub use state::EngineState;
 pub use store::{Change, Publish, Store};
 
 /// How often completed sessions and idle rate-limit buckets are swept.
@@ -269,30 +271,6 @@ impl Engine {
                 }
             }
         }
-    }
-}
-
-impl Publish for AppState {
-    async fn publish_batch(&self, batch: Vec<Notification>) -> Result<(), OpError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.publish(batch, "engine")
-            .await
-            .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
-    }
-
-    async fn publish_batch_keyed(
-        &self,
-        batch: Vec<Notification>,
-        key: &str,
-    ) -> Result<(), OpError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.publish_keyed(batch, "engine", Some(key))
-            .await
-            .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
     }
 }
 

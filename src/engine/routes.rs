@@ -23,17 +23,18 @@ use serde_json::{json, Map, Value};
 use super::error::OpError;
 use super::participants::{self, Resolved};
 use super::record::{Member, SessionRecord};
-use super::{customer, new_id, now_ms, Ctx, Engine, Op};
+use super::{customer, new_id, now_ms, Ctx, Engine, EngineState, Op};
 use crate::auth::{roles, AuthError, Authenticated};
 use crate::metrics::refusal;
 use crate::model::{Message, Visibility};
-use crate::state::{AppState, SharedState};
+use crate::publisher::Publisher;
 
 /// Largest request body of an engine route.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Every engine route (mounted for roles `all` and `engine`).
-pub fn router() -> Router<SharedState> {
+/// Every engine route (mounted, with its state, for roles `all` and
+/// `engine`).
+pub fn router() -> Router<EngineState> {
     Router::new()
         .route("/api/v2/me/facebooksessions", get(my_sessions))
         .route(
@@ -48,14 +49,6 @@ pub fn router() -> Router<SharedState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// The engine of this process (absent in the gateway role).
-pub(super) fn engine_of(state: &AppState) -> Result<Arc<Engine>, OpError> {
-    state
-        .engine
-        .clone()
-        .ok_or_else(|| OpError::NotFound("this process runs no session engine".into()))
-}
-
 /// The request body as a JSON object.
 pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, OpError> {
     match serde_json::from_slice::<Value>(body) {
@@ -66,13 +59,13 @@ pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, OpError> {
 }
 
 async fn operate(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
     body: Bytes,
 ) -> Result<Json<Value>, OpError> {
     let agent = caller?.principal;
-    let engine = engine_of(&state)?;
+    let engine = &state.engine;
     if let Err(wait) = engine
         .operation_limiter
         .check(agent.sub.clone(), Instant::now())
@@ -95,7 +88,7 @@ async fn operate(
         parsed,
         reference_id,
     };
-    tokio::spawn(run(state, engine, request))
+    tokio::spawn(run(state.publisher.clone(), engine.clone(), request))
         .await
         .map_err(|_| OpError::Unavailable("the operation was aborted".into()))??;
     Ok(Json(
@@ -114,7 +107,7 @@ struct Request {
     reference_id: u64,
 }
 
-async fn run(state: SharedState, engine: Arc<Engine>, req: Request) -> Result<(), OpError> {
+async fn run(publisher: Publisher, engine: Arc<Engine>, req: Request) -> Result<(), OpError> {
     let routes = req.parsed.as_ref().is_ok_and(|op| op.target().is_some());
     let _routing = if routes {
         Some(engine.routing.lock().await)
@@ -144,7 +137,7 @@ async fn run(state: SharedState, engine: Arc<Engine>, req: Request) -> Result<()
     };
     engine
         .store
-        .apply(&req.session, operation, state.as_ref())
+        .apply(&req.session, operation, &publisher)
         .await
 }
 
@@ -178,11 +171,11 @@ fn not_capable(record: &SessionRecord, me: &Member, name: &str) -> OpError {
 }
 
 async fn my_sessions(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
     let agent = caller?.principal;
-    let engine = engine_of(&state)?;
+    let engine = &state.engine;
     let sessions: Vec<_> = engine
         .store
         .sessions_of(&agent.sub)
@@ -196,12 +189,12 @@ async fn my_sessions(
 }
 
 async fn one_session(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
     let agent = caller?.principal;
-    let engine = engine_of(&state)?;
+    let engine = &state.engine;
     let record = engine
         .store
         .get(&id)
@@ -220,11 +213,11 @@ async fn one_session(
 }
 
 async fn users(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
     caller?;
-    let engine = engine_of(&state)?;
+    let engine = &state.engine;
     let dir = &engine.directory;
     let users: Vec<Value> = dir
         .agents()
@@ -242,11 +235,11 @@ async fn users(
 }
 
 async fn queues(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
     caller?;
-    let engine = engine_of(&state)?;
+    let engine = &state.engine;
     let dir = &engine.directory;
     let queues: Vec<Value> = dir
         .queues()

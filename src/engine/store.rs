@@ -38,7 +38,8 @@ use super::error::OpError;
 use super::record::SessionRecord;
 use crate::model::{Message, Notification};
 
-/// Where an applied change's notifications go (the bus, via `AppState`).
+/// Where an applied change's notifications go (the bus, through a
+/// `Publisher`).
 pub trait Publish: Send + Sync {
     /// Publishes a batch in order; `Err` means none may be assumed
     /// delivered.
