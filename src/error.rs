@@ -87,3 +87,22 @@ pub enum StartError {
     #[error("serving failed: {0}")]
     Serve(#[source] std::io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bus_failure_tells_the_client_fixed_words_only() {
+        let e = AppError::Bus(BusError::NotAcknowledged(
+            "nats: timed out at 10.0.0.7:4222".into(),
+        ));
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body, json!({"error": "the bus is unavailable"}));
+    }
+}

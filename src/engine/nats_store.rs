@@ -268,7 +268,7 @@ impl NatsStore {
         self.kv
             .put(REFERENCE_KEY, Bytes::new())
             .await
-            .map_err(|e| OpError::Unavailable(format!("no referenceId from the bus: {e}")))
+            .map_err(|e| OpError::store(format!("no referenceId from the bus: {e}")))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, OpError> {
@@ -422,7 +422,7 @@ impl NatsStore {
         };
         if let Err(e) = published {
             if let Err(release) = self.release(&id, before, revision).await {
-                tracing::warn!(session = %id, error = %release, "cannot release a claim; it is settled later");
+                tracing::warn!(session = %id, error = %release.detail(), "cannot release a claim; it is settled later");
             }
             return Err(e);
         }
@@ -433,7 +433,7 @@ impl NatsStore {
         if let Err(e) = self.append_log(&id, claim.next.revision, messages).await {
             // Published: the change has happened. The claim stays for the
             // next operation to roll forward (transcript included).
-            tracing::warn!(session = %id, error = %e, "a published change awaits its transcript and commit");
+            tracing::warn!(session = %id, error = %e.detail(), "a published change awaits its transcript and commit");
             return Ok(None);
         }
         let next = claim.next;
@@ -483,7 +483,7 @@ impl NatsStore {
                 .await
                 .map_err(|e| match e.kind() {
                     UpdateErrorKind::WrongLastRevision => Put::Conflict,
-                    _ => Put::Failed(unavailable(e)),
+                    _ => Put::Failed(OpError::store(e)),
                 }),
         };
         match result {
@@ -509,7 +509,7 @@ impl NatsStore {
             self.bus
                 .publish_from(rest, Some(&claim.key()), published)
                 .await
-                .map_err(|e| OpError::Unavailable(e.to_string()))?;
+                .map_err(OpError::bus)?;
         }
         let messages = messages_of(&claim.notifications);
         self.append_log(&id, claim.next.revision, messages).await?;
@@ -531,7 +531,7 @@ impl NatsStore {
         let last = match self.events.get_last_raw_message_by_subject(&subject).await {
             Ok(m) => m,
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(0),
-            Err(e) => return Err(OpError::Unavailable(e.to_string())),
+            Err(e) => return Err(OpError::bus(e)),
         };
         let id = last
             .headers
@@ -556,7 +556,7 @@ impl NatsStore {
         );
         if let (Some(record), None) = (&stored.record, &stored.claim) {
             let summary = serde_json::to_string(&Summary::of(record))
-                .map_err(|e| Put::Failed(unavailable(e)))?;
+                .map_err(|e| Put::Failed(OpError::store(e)))?;
             headers.insert(SUMMARY_HEADER, summary.as_str());
         }
         let subject = format!("{}{}", self.kv.prefix, session_key(id));
@@ -565,11 +565,11 @@ impl NatsStore {
             .jetstream()
             .publish_with_headers(subject, headers, encode(stored).map_err(Put::Failed)?)
             .await
-            .map_err(|e| Put::Failed(unavailable(e)))?;
+            .map_err(|e| Put::Failed(OpError::store(e)))?;
         match ack.await {
             Ok(ack) => Ok(ack.sequence),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(Put::Conflict),
-            Err(e) => Err(Put::Failed(unavailable(e))),
+            Err(e) => Err(Put::Failed(OpError::store(e))),
         }
     }
 
@@ -579,10 +579,11 @@ impl NatsStore {
     }
 
     async fn read_log(&self, id: &str) -> Result<Transcript, OpError> {
-        let value =
-            self.kv.get(log_key(id)).await.map_err(|e| {
-                OpError::Unavailable(format!("cannot read the messages of {id}: {e}"))
-            })?;
+        let value = self
+            .kv
+            .get(log_key(id))
+            .await
+            .map_err(|e| OpError::store(format!("cannot read the messages of {id}: {e}")))?;
         Ok(value
             .and_then(|v| serde_json::from_slice::<Transcript>(&v).ok())
             .unwrap_or_default())
@@ -610,12 +611,12 @@ impl NatsStore {
         }
         log.revision = Some(revision);
         let bytes = serde_json::to_vec(&log)
-            .map_err(|e| OpError::Unavailable(format!("cannot encode a transcript: {e}")))?;
+            .map_err(|e| OpError::store(format!("cannot encode a transcript: {e}")))?;
         self.kv
             .put(log_key(id), bytes.into())
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(OpError::store)
     }
 
     async fn read(&self, id: &str) -> Result<Option<(Stored, u64)>, OpError> {
@@ -623,12 +624,12 @@ impl NatsStore {
             .kv
             .entry(session_key(id))
             .await
-            .map_err(|e| OpError::Unavailable(format!("cannot read session {id}: {e}")))?;
+            .map_err(|e| OpError::store(format!("cannot read session {id}: {e}")))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(None);
         };
         let stored = serde_json::from_slice::<Stored>(&entry.value)
-            .map_err(|e| OpError::Unavailable(format!("session {id} is unreadable: {e}")))?;
+            .map_err(|e| OpError::store(format!("session {id} is unreadable: {e}")))?;
         Ok(Some((stored, entry.revision)))
     }
 
@@ -640,7 +641,9 @@ impl NatsStore {
             match self.get(&id).await {
                 Ok(Some(r)) if r.is_active() && r.agent(user).is_some() => out.push(r),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(session = %id, error = %e, "cannot read a session"),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e.detail(), "cannot read a session")
+                }
             }
         }
         out.sort_by_key(|r| r.received_ms);
@@ -687,13 +690,7 @@ struct Transcript {
 fn encode(stored: &Stored) -> Result<Bytes, OpError> {
     serde_json::to_vec(stored)
         .map(Bytes::from)
-        .map_err(|e| OpError::Unavailable(format!("cannot encode a session: {e}")))
-}
-
-fn unavailable(e: impl std::fmt::Display) -> OpError {
-    OpError::Unavailable(format!(
-        "the session store is unavailable: {e}; nothing changed"
-    ))
+        .map_err(|e| OpError::store(format!("cannot encode a session: {e}")))
 }
 
 /// A growing pause, with jitter so that waiters do not look in step.
@@ -717,7 +714,7 @@ impl Put {
     fn message(&self) -> String {
         match self {
             Put::Conflict => "the session changed meanwhile".into(),
-            Put::Failed(e) => e.to_string(),
+            Put::Failed(e) => e.detail(),
         }
     }
 }

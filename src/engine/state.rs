@@ -47,7 +47,7 @@ impl Publish for Publisher {
         }
         self.publish(batch, SOURCE, None)
             .await
-            .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
+            .map_err(OpError::bus)
     }
 
     async fn publish_batch_keyed(
@@ -60,6 +60,6 @@ impl Publish for Publisher {
         }
         self.publish(batch, SOURCE, Some(key))
             .await
-            .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
+            .map_err(OpError::bus)
     }
 }

@@ -86,7 +86,7 @@ impl Store {
         match self {
             Store::Memory(s) => s.get(id).await,
             Store::Nats(s) => s.get(id).await.unwrap_or_else(|e| {
-                tracing::warn!(session = %id, error = %e, "cannot read a session");
+                tracing::warn!(session = %id, error = %e.detail(), "cannot read a session");
                 None
             }),
         }
@@ -125,7 +125,7 @@ impl Store {
         match self {
             Store::Memory(s) => s.messages(id).await,
             Store::Nats(s) => s.messages(id).await.unwrap_or_else(|e| {
-                tracing::warn!(session = %id, error = %e, "cannot read a transcript");
+                tracing::warn!(session = %id, error = %e.detail(), "cannot read a transcript");
                 Vec::new()
             }),
         }
