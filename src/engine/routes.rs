@@ -18,9 +18,10 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::error::OpError;
+use super::params;
 use super::participants::{self, Resolved};
 use super::record::{Member, SessionRecord};
 use super::{customer, new_id, now_ms, Ctx, Engine, EngineState, Op};
@@ -49,15 +50,6 @@ pub fn router() -> Router<EngineState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// The request body as a JSON object.
-pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, OpError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(OpError::bad("the body must be a JSON object")),
-        Err(e) => Err(OpError::bad(format!("the body is not valid JSON: {e}"))),
-    }
-}
-
 async fn operate(
     State(state): State<EngineState>,
     Path(id): Path<String>,
@@ -77,7 +69,7 @@ async fn operate(
             secs,
         ));
     }
-    let body = json_object(&body)?;
+    let body = params::json_object(&body)?;
     let name = Op::name_of(&body)?;
     let parsed = Op::parse(name, &body);
     let reference_id = engine.next_reference().await?;
