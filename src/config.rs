@@ -129,6 +129,13 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Comma-separated addresses or CIDRs of reverse proxies trusted to
+    /// name the client: from them only, the client address is the
+    /// right-most untrusted one of X-Forwarded-For (or Forwarded) (unset:
+    /// the TCP peer is the client).
+    #[arg(long, env = "CHATGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Base URL used in user, queue and session URIs (default: from --listen).
     #[arg(long, env = "CHATGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -178,8 +185,8 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
 
-    /// Maximum concurrent WebSocket connections from one IP address, 0 for
-    /// no limit (behind a proxy, every client has the proxy's address).
+    /// Maximum concurrent WebSocket connections from one client address, 0
+    /// for no limit (behind a reverse proxy, see CHATGATE_TRUSTED_PROXIES).
     #[arg(
         long,
         env = "CHATGATE_MAX_CONNECTIONS_PER_ADDRESS",

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::auth::{AuthError, KeyError};
 use crate::bus::BusError;
+use crate::client_addr::ProxyListError;
 use crate::config::ConfigError;
 use crate::engine::nats_store::StoreError;
 use crate::engine::DirectoryError;
@@ -68,6 +69,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    TrustedProxies(#[from] ProxyListError),
     #[error(transparent)]
     Directory(#[from] DirectoryError),
     #[error(transparent)]

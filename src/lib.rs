@@ -14,6 +14,7 @@
 //! - [`engine`]: the session engine, the reference upstream (operations).
 //! - [`auth`]: JWT verification and minting.
 //! - [`limits`]: per-address connection limits.
+//! - [`client_addr`]: the client's address, behind trusted proxies too.
 //! - [`health`]: `chatgate health`, the container's health check.
 //! - [`listen`]: the HTTP listener (handshake timeout, graceful close).
 //! - [`http`]: the router.
@@ -27,6 +28,7 @@
 
 pub mod auth;
 pub mod bus;
+pub mod client_addr;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -15,6 +15,7 @@ use crate::auth::{Authenticator, ClaimChecks};
 use crate::bus::memory::MemoryBus;
 use crate::bus::nats::NatsBus;
 use crate::bus::{Bus, Feed};
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::engine::nats_store::NatsStore;
 use crate::engine::{Engine, EngineState, Store};
@@ -53,6 +54,7 @@ impl Server {
                 leeway_secs: config.jwt_leeway_secs,
             },
         );
+        let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies)?;
         let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(config.hub(), config.max_connections, metrics.clone());
         let address_limiter = AddressLimiter::new(config.max_connections_per_address);
@@ -72,21 +74,22 @@ impl Server {
         };
         let auth = Arc::new(auth);
         let publisher = Publisher::new(bus, metrics.clone());
-        let engine = match build_engine(&config, &listener, publisher.bus()).await? {
-            Some(engine) => Some(EngineState {
+        let engine = build_engine(&config, &listener, publisher.bus())
+            .await?
+            .map(|engine| EngineState {
                 engine: Arc::new(engine),
                 publisher: publisher.clone(),
                 auth: auth.clone(),
                 metrics: metrics.clone(),
-            }),
-            None => None,
-        };
+                trusted_proxies: trusted_proxies.clone(),
+            });
         let state = Arc::new(AppState {
             config,
             auth,
             hub,
             publisher,
             address_limiter,
+            trusted_proxies,
             metrics,
             engine,
             shutdown: CancellationToken::new(),

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Authenticator, Gate};
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::engine::EngineState;
 use crate::error::AppError;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Open WebSocket connections per client address (`limits`).
     pub address_limiter: crate::limits::AddressLimiter,
+    /// Whose forwarding headers name the client (`client_addr`).
+    pub trusted_proxies: TrustedProxies,
     /// The session engine and its routes' state (roles `all` and `engine`).
     pub engine: Option<EngineState>,
     /// Cancelled on shutdown: connections close with 1001.
@@ -55,6 +58,13 @@ impl AppState {
         key: Option<&str>,
     ) -> Result<(), AppError> {
         Ok(self.publisher.publish(batch, source, key).await?)
+    }
+}
+
+/// What the `ClientAddr` extractor needs of it.
+impl FromRef<SharedState> for TrustedProxies {
+    fn from_ref(state: &SharedState) -> Self {
+        state.trusted_proxies.clone()
     }
 }
 

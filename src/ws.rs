@@ -17,14 +17,12 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use futures::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -34,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::{roles, Authenticated, Principal, Role};
+use crate::client_addr::ClientAddr;
 use crate::error::AppError;
 use crate::hub::{AttachError, Attachment, Party, Registration};
 use crate::limits::AddressPermit;
@@ -77,7 +76,7 @@ pub struct WsQuery {
 
 pub async fn ws_handler(
     State(state): State<SharedState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
@@ -89,16 +88,11 @@ pub async fn ws_handler(
         return AppError::Forbidden("origin not allowed".into()).into_response();
     }
     // Held for the connection's life; released when its task ends.
-    let permit = match peer {
-        Some(Extension(ConnectInfo(addr))) => match state.address_limiter.try_acquire(addr.ip()) {
-            Some(p) => Some(p),
-            None => {
-                state.metrics.refusals.inc(refusal::PER_ADDRESS);
-                return AppError::TooManyRequests("too many connections from this address".into())
-                    .into_response();
-            }
-        },
-        None => None,
+    let Some(permit) = state.address_limiter.try_acquire(client) else {
+        state.metrics.refusals.inc(refusal::PER_ADDRESS);
+        tracing::debug!(%client, "too many connections from this address");
+        return AppError::TooManyRequests("too many connections from this address".into())
+            .into_response();
     };
     let party = party_of(&principal);
     if let (Some(since), Some(_)) = (q.since.as_deref(), &state.config.bus) {
@@ -134,7 +128,7 @@ pub async fn ws_handler(
             let tracker = state.tracker.clone();
             tracker.track_future(
                 Connection::new(socket, attachment, principal, state)
-                    .run(permit)
+                    .run(Some(permit))
                     .instrument(span),
             )
         })

@@ -1,7 +1,8 @@
 //! The customer side (the widget's API).
 //!
 //! - `POST /api/v2/customer/sessions` `{"nickname","message","queue"?}`:
-//!   anonymous, rate-limited per client address; creates a session routed
+//!   anonymous, rate-limited per client address (`client_addr`: behind a
+//!   trusted proxy, the client it forwarded); creates a session routed
 //!   to the queue's (or any) agent with the fewest active sessions, ties in
 //!   directory order; answers 201 `{"sessionId","participantId","token"}`
 //!   with a customer JWT for `/ws`.
@@ -12,12 +13,11 @@
 //! Notifications caused by a customer carry no `referenceId`: that links
 //! a notification to an agent's request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -31,6 +31,7 @@ use super::store::Change;
 use super::{messages, participants, Ctx};
 use super::{new_id, now_ms, Engine, EngineState};
 use crate::auth::{roles, AuthError, Authenticated, Role};
+use crate::client_addr::ClientAddr;
 use crate::metrics::refusal;
 use crate::model::{Notification, NotificationType, ParticipantType, Visibility};
 use crate::publisher::Publisher;
@@ -44,12 +45,13 @@ const SUBJECT_CHARS: usize = 100;
 
 pub async fn create(
     State(state): State<EngineState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), OpError> {
     let engine = state.engine.clone();
-    if let Err(wait) = engine.limiter.check(peer.ip(), Instant::now()) {
+    if let Err(wait) = engine.limiter.check(client, Instant::now()) {
         state.metrics.refusals.inc(refusal::CUSTOMER_SESSION_RATE);
+        tracing::debug!(%client, "too many new sessions from this address");
         let secs = wait.as_secs().max(1);
         return Err(OpError::TooManyRequests(
             format!("too many new sessions from this address; retry in {secs} s"),

@@ -2,8 +2,8 @@
 //! the gateway's.
 //!
 //! Owns [`EngineState`] (the engine, the bus as it publishes to it, the
-//! authenticator and counters) and what its extractors take from it by
-//! `FromRef`; the engine publishes as source `engine` ([`Publish`] for
+//! authenticator and counters, the trusted proxies) and what its
+//! extractors take from it by `FromRef`; the engine publishes as source `engine` ([`Publish`] for
 //! [`Publisher`]).
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use super::error::OpError;
 use super::store::Publish;
 use super::Engine;
 use crate::auth::{Authenticator, Gate};
+use crate::client_addr::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::model::Notification;
 use crate::publisher::Publisher;
@@ -29,6 +30,15 @@ pub struct EngineState {
     /// Verifies agent and customer tokens, and mints customer ones.
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
+    /// Whose forwarding headers name the client (the session rate is per
+    /// client address).
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl FromRef<EngineState> for TrustedProxies {
+    fn from_ref(state: &EngineState) -> Self {
+        state.trusted_proxies.clone()
+    }
 }
 
 impl FromRef<EngineState> for Gate {
