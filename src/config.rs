@@ -14,6 +14,43 @@ use crate::hub::retention::RetentionRule;
 use crate::hub::HubConfig;
 use crate::outbox::QueueLimits;
 
+/// Every setting's default, named once: the flags below and anything
+/// else that needs one (the hub's own defaults, the health check) use
+/// these.
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const JWT_LEEWAY_SECS: u64 = 0;
+    pub const NATS_STREAM: &str = "CHATGATE";
+    pub const NATS_PREFIX: &str = "chatgate";
+    pub const QUEUE_FRAMES: usize = 1024;
+    pub const QUEUE_BYTES: usize = 1 << 20;
+    pub const RETENTION_COUNT: usize = 1000;
+    pub const RETENTION_SECS: u64 = 600;
+    pub const RETENTION_MAX: usize = 10_000;
+    pub const RETENTION_BYTES: usize = 256 << 20;
+    pub const SESSION_IDLE_SECS: u64 = 86_400;
+    pub const MAX_FRAME_BYTES: usize = 512 << 10;
+    pub const LOG_LIMIT: usize = 1000;
+    pub const HEARTBEAT_SECS: u64 = 30;
+    pub const PONG_TIMEOUT_SECS: u64 = 20;
+    pub const WRITE_TIMEOUT_SECS: u64 = 30;
+    pub const MAX_CONNECTIONS: usize = 100_000;
+    pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 1000;
+    pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+    pub const INGEST_MAX_BYTES: usize = 16 << 20;
+    pub const CUSTOMER_SESSION_RATE: u32 = 30;
+    pub const AGENT_OPERATION_RATE: u32 = 300;
+    pub const SHUTDOWN_SECS: u64 = 10;
+    pub const NATS_MAX_AGE_SECS: u64 = 86_400;
+    pub const NATS_MAX_BYTES: i64 = 1 << 30;
+    pub const NATS_MAX_MSGS_PER_SESSION: i64 = 10_000;
+    pub const NATS_REPLICAS: usize = 1;
+    pub const NATS_DUPLICATE_WINDOW_SECS: u64 = 120;
+    pub const NATS_TIMEOUT_SECS: u64 = 5;
+    pub const CHECKPOINT_SECS: u64 = 5;
+    pub const RESUME_WAIT_MS: u64 = 2_000;
+}
+
 /// The smallest frame bound accepted: an engine notification with a full
 /// 8,192-character text, a session's state, a snapshot's envelope.
 pub const MIN_FRAME_BYTES: usize = 64 << 10;
@@ -44,7 +81,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on.
-    #[arg(long, env = "CHATGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "CHATGATE_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
 
     /// HS256 secret for tokens. Without one, on a loopback address only,
@@ -68,7 +105,7 @@ pub struct Config {
 
     /// Seconds a token stays valid past its `exp` (and before its `nbf`),
     /// for clock skew with the token issuer. Streams close when it runs out.
-    #[arg(long, env = "CHATGATE_JWT_LEEWAY_SECS", default_value_t = 0)]
+    #[arg(long, env = "CHATGATE_JWT_LEEWAY_SECS", default_value_t = defaults::JWT_LEEWAY_SECS)]
     pub jwt_leeway_secs: u64,
 
     /// Bus: unset for the in-memory bus, or nats://host:port.
@@ -76,11 +113,11 @@ pub struct Config {
     pub bus: Option<String>,
 
     /// JetStream stream name.
-    #[arg(long, env = "CHATGATE_NATS_STREAM", default_value = "CHATGATE")]
+    #[arg(long, env = "CHATGATE_NATS_STREAM", default_value = defaults::NATS_STREAM)]
     pub nats_stream: String,
 
     /// Subject prefix: events go to <prefix>.sessions.<sessionId>.
-    #[arg(long, env = "CHATGATE_NATS_PREFIX", default_value = "chatgate")]
+    #[arg(long, env = "CHATGATE_NATS_PREFIX", default_value = defaults::NATS_PREFIX)]
     pub nats_prefix: String,
 
     /// Process role.
@@ -99,6 +136,13 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Comma-separated addresses or CIDRs of reverse proxies trusted to
+    /// name the client: from them only, the client address is the
+    /// right-most untrusted one of X-Forwarded-For (or Forwarded) (unset:
+    /// the TCP peer is the client).
+    #[arg(long, env = "CHATGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// Base URL used in user, queue and session URIs (default: from --listen).
     #[arg(long, env = "CHATGATE_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -106,91 +150,91 @@ pub struct Config {
     /// No frame the server sends exceeds this many bytes: an upstream item
     /// whose frame would is refused (ingest 413, engine 400), a snapshot's
     /// log comes in several frames. Connection queues hold at least one.
-    #[arg(long, env = "CHATGATE_MAX_FRAME_BYTES", default_value_t = 512 << 10)]
+    #[arg(long, env = "CHATGATE_MAX_FRAME_BYTES", default_value_t = defaults::MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
 
     /// Frames a connection may have queued before it is closed as slow.
-    #[arg(long, env = "CHATGATE_QUEUE_FRAMES", default_value_t = 1024)]
+    #[arg(long, env = "CHATGATE_QUEUE_FRAMES", default_value_t = defaults::QUEUE_FRAMES)]
     pub queue_frames: usize,
 
     /// Bytes a connection may have queued before it is closed as slow.
-    #[arg(long, env = "CHATGATE_QUEUE_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "CHATGATE_QUEUE_BYTES", default_value_t = defaults::QUEUE_BYTES)]
     pub queue_bytes: usize,
 
     /// Frames retained per session for resume, at least.
-    #[arg(long, env = "CHATGATE_RETENTION_COUNT", default_value_t = 1000)]
+    #[arg(long, env = "CHATGATE_RETENTION_COUNT", default_value_t = defaults::RETENTION_COUNT)]
     pub retention_count: usize,
 
     /// Seconds frames are retained for resume, at least.
-    #[arg(long, env = "CHATGATE_RETENTION_SECS", default_value_t = 600)]
+    #[arg(long, env = "CHATGATE_RETENTION_SECS", default_value_t = defaults::RETENTION_SECS)]
     pub retention_secs: u64,
 
     /// Hard cap of frames retained per session (memory bound).
-    #[arg(long, env = "CHATGATE_RETENTION_MAX", default_value_t = 10_000)]
+    #[arg(long, env = "CHATGATE_RETENTION_MAX", default_value_t = defaults::RETENTION_MAX)]
     pub retention_max: usize,
 
     /// The memory budget of everything kept for resume and snapshots:
     /// retained frames, message logs and session states, counted as the
     /// memory they take; past it the oldest goes first.
-    #[arg(long, env = "CHATGATE_RETENTION_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "CHATGATE_RETENTION_BYTES", default_value_t = defaults::RETENTION_BYTES)]
     pub retention_bytes: usize,
 
     /// Seconds after which a session with no notification at all is
     /// forgotten, ended or not.
-    #[arg(long, env = "CHATGATE_SESSION_IDLE_SECS", default_value_t = 86_400)]
+    #[arg(long, env = "CHATGATE_SESSION_IDLE_SECS", default_value_t = defaults::SESSION_IDLE_SECS)]
     pub session_idle_secs: u64,
 
     /// Messages kept per session for snapshots.
-    #[arg(long, env = "CHATGATE_LOG_LIMIT", default_value_t = 1000)]
+    #[arg(long, env = "CHATGATE_LOG_LIMIT", default_value_t = defaults::LOG_LIMIT)]
     pub log_limit: usize,
 
     /// Seconds between heartbeat frames and pings.
-    #[arg(long, env = "CHATGATE_HEARTBEAT_SECS", default_value_t = 30)]
+    #[arg(long, env = "CHATGATE_HEARTBEAT_SECS", default_value_t = defaults::HEARTBEAT_SECS)]
     pub heartbeat_secs: u64,
 
     /// Seconds to wait for a pong before dropping a silent peer.
-    #[arg(long, env = "CHATGATE_PONG_TIMEOUT_SECS", default_value_t = 20)]
+    #[arg(long, env = "CHATGATE_PONG_TIMEOUT_SECS", default_value_t = defaults::PONG_TIMEOUT_SECS)]
     pub pong_timeout_secs: u64,
 
     /// Seconds a write to a socket may take before the peer is dropped.
-    #[arg(long, env = "CHATGATE_WRITE_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "CHATGATE_WRITE_TIMEOUT_SECS", default_value_t = defaults::WRITE_TIMEOUT_SECS)]
     pub write_timeout_secs: u64,
 
     /// Maximum concurrent WebSocket connections.
-    #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = 100_000)]
+    #[arg(long, env = "CHATGATE_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
 
-    /// Maximum concurrent WebSocket connections from one IP address, 0 for
-    /// no limit (behind a proxy, every client has the proxy's address).
+    /// Maximum concurrent WebSocket connections from one client address, 0
+    /// for no limit (behind a reverse proxy, see CHATGATE_TRUSTED_PROXIES).
     #[arg(
         long,
         env = "CHATGATE_MAX_CONNECTIONS_PER_ADDRESS",
-        default_value_t = 1000
+        default_value_t = defaults::MAX_CONNECTIONS_PER_ADDRESS
     )]
     pub max_connections_per_address: usize,
 
     /// Seconds a client has, from the TCP accept, to send a complete
     /// request head (the WebSocket upgrade request included).
-    #[arg(long, env = "CHATGATE_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "CHATGATE_HANDSHAKE_TIMEOUT_SECS", default_value_t = defaults::HANDSHAKE_TIMEOUT_SECS)]
     pub handshake_timeout_secs: u64,
 
     /// Maximum body of POST /upstream/events, in bytes (each item is bound
     /// by CHATGATE_MAX_FRAME_BYTES besides).
-    #[arg(long, env = "CHATGATE_INGEST_MAX_BYTES", default_value_t = 16 << 20)]
+    #[arg(long, env = "CHATGATE_INGEST_MAX_BYTES", default_value_t = defaults::INGEST_MAX_BYTES)]
     pub ingest_max_bytes: usize,
 
     /// New customer sessions a client address may start per minute (also
     /// the burst); 0 = unlimited.
-    #[arg(long, env = "CHATGATE_CUSTOMER_SESSION_RATE", default_value_t = 30)]
+    #[arg(long, env = "CHATGATE_CUSTOMER_SESSION_RATE", default_value_t = defaults::CUSTOMER_SESSION_RATE)]
     pub customer_session_rate: u32,
 
     /// Session operations an agent may make per minute (also the burst);
     /// 0 = unlimited.
-    #[arg(long, env = "CHATGATE_AGENT_OPERATION_RATE", default_value_t = 300)]
+    #[arg(long, env = "CHATGATE_AGENT_OPERATION_RATE", default_value_t = defaults::AGENT_OPERATION_RATE)]
     pub agent_operation_rate: u32,
 
     /// Seconds to wait for connections to close on shutdown.
-    #[arg(long, env = "CHATGATE_SHUTDOWN_SECS", default_value_t = 10)]
+    #[arg(long, env = "CHATGATE_SHUTDOWN_SECS", default_value_t = defaults::SHUTDOWN_SECS)]
     pub shutdown_secs: u64,
 
     /// Log format.
@@ -240,69 +284,76 @@ impl Config {
     }
 
     /// Refuses combinations that would be unsafe to run.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_frame_bytes < MIN_FRAME_BYTES {
-            return Err(format!(
-                "CHATGATE_MAX_FRAME_BYTES={} is below {MIN_FRAME_BYTES}: snapshots and engine notifications need room",
-                self.max_frame_bytes
-            ));
+            return Err(ConfigError::FrameBoundTooSmall(self.max_frame_bytes));
         }
         if self.dev_mode() && !self.listen.ip().is_loopback() {
-            return Err(format!(
-                "refusing to listen on {} without CHATGATE_JWT_SECRET: dev tokens are for loopback only",
-                self.listen
-            ));
+            return Err(ConfigError::DevModeOffLoopback(self.listen));
         }
         if self.bus.is_none() && self.role != RoleSetting::All {
-            return Err(format!(
-                "CHATGATE_ROLE={} needs CHATGATE_BUS=nats://host:port: with the in-memory bus one process is both engine and gateway (role all)",
-                self.role.to_possible_value().map_or("?".into(), |v| v.get_name().to_owned())
+            let role = self.role.to_possible_value();
+            return Err(ConfigError::RoleNeedsBus(
+                role.map_or("?".into(), |v| v.get_name().to_owned()),
             ));
         }
         Ok(())
     }
 }
 
+/// A combination of settings chatgate refuses to run with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "refusing to listen on {0} without CHATGATE_JWT_SECRET: dev tokens are for loopback only"
+    )]
+    DevModeOffLoopback(SocketAddr),
+    #[error("CHATGATE_ROLE={0} needs CHATGATE_BUS=nats://host:port: with the in-memory bus one process is both engine and gateway (role all)")]
+    RoleNeedsBus(String),
+    #[error("CHATGATE_MAX_FRAME_BYTES={0} is below {MIN_FRAME_BYTES}: snapshots and engine notifications need room")]
+    FrameBoundTooSmall(usize),
+}
+
 /// The NATS JetStream bus's limits and timings (used with `CHATGATE_BUS`).
 #[derive(Debug, Clone, Args)]
 pub struct NatsSettings {
     /// Seconds an event stays in the stream (JetStream max_age).
-    #[arg(long, env = "CHATGATE_NATS_MAX_AGE_SECS", default_value_t = 86_400)]
+    #[arg(long, env = "CHATGATE_NATS_MAX_AGE_SECS", default_value_t = defaults::NATS_MAX_AGE_SECS)]
     pub nats_max_age_secs: u64,
 
     /// Bytes the stream may hold; beyond, the oldest events are discarded.
-    #[arg(long, env = "CHATGATE_NATS_MAX_BYTES", default_value_t = 1 << 30)]
+    #[arg(long, env = "CHATGATE_NATS_MAX_BYTES", default_value_t = defaults::NATS_MAX_BYTES)]
     pub nats_max_bytes: i64,
 
     /// Events kept per session (per subject); beyond, its oldest are discarded.
     #[arg(
         long,
         env = "CHATGATE_NATS_MAX_MSGS_PER_SESSION",
-        default_value_t = 10_000
+        default_value_t = defaults::NATS_MAX_MSGS_PER_SESSION
     )]
     pub nats_max_msgs_per_session: i64,
 
     /// Replicas of the stream and buckets (in a clustered NATS).
-    #[arg(long, env = "CHATGATE_NATS_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = "CHATGATE_NATS_REPLICAS", default_value_t = defaults::NATS_REPLICAS)]
     pub nats_replicas: usize,
 
     /// Seconds within which a publish retried with the same Idempotency-Key is stored once.
     #[arg(
         long,
         env = "CHATGATE_NATS_DUPLICATE_WINDOW_SECS",
-        default_value_t = 120
+        default_value_t = defaults::NATS_DUPLICATE_WINDOW_SECS
     )]
     pub nats_duplicate_window_secs: u64,
 
     /// Seconds to wait for NATS to acknowledge a publish or answer a request.
-    #[arg(long, env = "CHATGATE_NATS_TIMEOUT_SECS", default_value_t = 5)]
+    #[arg(long, env = "CHATGATE_NATS_TIMEOUT_SECS", default_value_t = defaults::NATS_TIMEOUT_SECS)]
     pub nats_timeout_secs: u64,
 
     /// Seconds between two checkpoints of the gateway's session states.
-    #[arg(long, env = "CHATGATE_CHECKPOINT_SECS", default_value_t = 5)]
+    #[arg(long, env = "CHATGATE_CHECKPOINT_SECS", default_value_t = defaults::CHECKPOINT_SECS)]
     pub checkpoint_secs: u64,
 
     /// Milliseconds a gateway waits to catch up with a resume id it has not reached yet.
-    #[arg(long, env = "CHATGATE_RESUME_WAIT_MS", default_value_t = 2_000)]
+    #[arg(long, env = "CHATGATE_RESUME_WAIT_MS", default_value_t = defaults::RESUME_WAIT_MS)]
     pub resume_wait_ms: u64,
 }

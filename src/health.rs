@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 pub struct HealthArgs {
     /// The server's listen address (a wildcard address is asked on
     /// loopback).
-    #[arg(long, env = "CHATGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "CHATGATE_LISTEN", default_value = crate::config::defaults::LISTEN)]
     pub listen: SocketAddr,
 
     /// Ask /readyz (the bus is usable) instead of /healthz (the process

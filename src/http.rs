@@ -1,142 +1,21 @@
-//! HTTP surface: the router, shared state, and how errors become responses.
+//! HTTP surface: the router of the process.
 //!
 //! Owns `router(state) -> Router` (every route of the process, so tests can
-//! drive it), [`AppError`] (a refusal as an HTTP status and a JSON body that
-//! says what is wrong without exposing internals), the health, readiness,
-//! metrics and dev-token endpoints. WebSocket handling is in `ws`, ingest
-//! in `ingest`.
-
-use std::sync::Arc;
+//! drive it), the health, readiness, metrics and dev-token endpoints.
+//! Refusals are `error`'s [`AppError`]; WebSocket handling is in `ws`,
+//! ingest in `ingest`.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::auth::{bearer_token, AuthError, Authenticator, Principal, Role};
-use crate::bus::{Bus, BusError};
-use crate::config::Config;
-use crate::event::Event;
-use crate::hub::Hub;
-use crate::metrics::Metrics;
-
-pub type SharedState = Arc<AppState>;
-
-/// What every handler may reach.
-pub struct AppState {
-    pub config: Config,
-    pub auth: Authenticator,
-    pub hub: Arc<Hub>,
-    pub bus: Bus,
-    pub metrics: Arc<Metrics>,
-    /// Open WebSocket connections per client address (`limits`).
-    pub address_limiter: crate::limits::AddressLimiter,
-    /// The session engine (roles `all` and `engine`).
-    pub engine: Option<Arc<crate::engine::Engine>>,
-    /// Cancelled on shutdown: connections close with 1001.
-    pub shutdown: CancellationToken,
-    /// Tracks connection tasks, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-}
-
-impl AppState {
-    /// Publishes a batch to the bus, counting it by source.
-    pub async fn publish(&self, batch: Vec<Event>, source: &str) -> Result<(), AppError> {
-        self.publish_keyed(batch, source, None).await
-    }
-
-    /// [`AppState::publish`] with an idempotency key (see `Bus::publish_keyed`).
-    pub async fn publish_keyed(
-        &self,
-        batch: Vec<Event>,
-        source: &str,
-        key: Option<&str>,
-    ) -> Result<(), AppError> {
-        let n = batch.len();
-        self.bus.publish_keyed(batch, key).await.map_err(|e| {
-            self.metrics.bus_publish_errors.inc();
-            AppError::Bus(e)
-        })?;
-        for _ in 0..n {
-            self.metrics.notifications_in.inc(source);
-        }
-        Ok(())
-    }
-}
-
-/// A refused request.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    TooManyRequests(String),
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    #[error("the bus is unavailable")]
-    Bus(#[from] BusError),
-}
-
-impl AppError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            AppError::Auth(AuthError::WrongRole) => StatusCode::FORBIDDEN,
-            AppError::Auth(_) => StatusCode::UNAUTHORIZED,
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            AppError::Bus(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if let AppError::Bus(e) = &self {
-            tracing::warn!(error = %e, "publish failed");
-        }
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
-    }
-}
-
-/// Authenticates a request by its bearer token (header or `access_token`)
-/// and checks that its role is one of `roles`.
-pub fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    access_token: Option<&str>,
-    roles: &[Role],
-) -> Result<Principal, AuthError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let token = bearer_token(authorization, access_token).ok_or(AuthError::Missing);
-    // Refusals are logged by reason only: a token is never logged.
-    let principal = token.and_then(|t| state.auth.verify(t)).inspect_err(|e| {
-        state.metrics.auth_rejects.inc(e.label());
-        tracing::debug!(reason = e.label(), "authentication refused");
-    })?;
-    if !roles.contains(&principal.role) {
-        state.metrics.auth_rejects.inc(AuthError::WrongRole.label());
-        tracing::debug!(role = principal.role.as_str(), "role refused");
-        return Err(AuthError::WrongRole);
-    }
-    Ok(principal)
-}
+use crate::auth::Role;
+use crate::error::AppError;
+use crate::state::SharedState;
 
 /// Every route of the process: the gateway's, and the engine's when it runs one.
 pub fn router(state: SharedState) -> Router {
@@ -158,10 +37,12 @@ pub fn router(state: SharedState) -> Router {
     if state.config.dev_mode() {
         router = router.route("/dev/token", get(dev_token));
     }
-    if state.engine.is_some() {
-        router = router.merge(crate::engine::router());
+    let engine = state.engine.clone();
+    let router = router.with_state(state);
+    match engine {
+        Some(engine) => router.merge(crate::engine::router().with_state(engine)),
+        None => router,
     }
-    router.with_state(state)
 }
 
 async fn healthz() -> &'static str {
@@ -169,7 +50,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<SharedState>) -> Response {
-    if state.bus.is_ready() && !state.shutdown.is_cancelled() {
+    if state.publisher.bus().is_ready() && !state.shutdown.is_cancelled() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()

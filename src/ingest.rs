@@ -22,10 +22,11 @@ use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::auth::Role;
+use crate::auth::{roles, Authenticated};
+use crate::error::AppError;
 use crate::event::{Event, EventError};
-use crate::http::{authenticate, AppError, SharedState};
 use crate::metrics::refusal;
+use crate::state::SharedState;
 
 /// Why a batch was refused, naming the item (1-based).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -165,10 +166,10 @@ impl<'de> Visitor<'de> for Items<'_> {
 
 pub async fn post_events(
     State(state): State<SharedState>,
+    _: Authenticated<roles::Service>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    authenticate(&state, &headers, None, &[Role::Service])?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             state.metrics.refusals.inc(refusal::INGEST_TOO_LARGE);

@@ -13,12 +13,16 @@
 //! - [`ws`]: `GET /ws`, one task per connection.
 //! - [`ingest`]: `POST /upstream/events`.
 //! - [`bus`]: between upstreams and gateways (in-memory, NATS JetStream).
+//! - [`publisher`]: how upstreams publish onto the bus, counted.
 //! - [`engine`]: the session engine, the reference upstream (operations).
 //! - [`auth`]: JWT verification and minting.
 //! - [`limits`]: per-address connection limits.
+//! - [`client_addr`]: the client's address, behind trusted proxies too.
 //! - [`health`]: `chatgate health`, the container's health check.
 //! - [`listen`]: the HTTP listener (handshake timeout, graceful close).
-//! - [`http`]: the router, shared state, errors as responses.
+//! - [`http`]: the router.
+//! - [`state`]: what every handler may reach, and publishing.
+//! - [`error`]: refusals as responses.
 //! - [`config`]: every setting, with defaults.
 //! - [`metrics`]: counters rendered for Prometheus.
 //! - [`server`]: wiring it together and shutting it down.
@@ -26,8 +30,10 @@
 
 pub mod auth;
 pub mod bus;
+pub mod client_addr;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod event;
 pub mod frame;
 pub mod health;
@@ -39,8 +45,10 @@ pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod outbox;
+pub mod publisher;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod view;
 pub mod web;
 pub mod ws;

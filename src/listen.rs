@@ -100,6 +100,8 @@ async fn serve_connection(
     match result {
         Err(e) if e.is_timeout() && !got_request.load(Ordering::Relaxed) => {
             metrics.refusals.inc(refusal::HANDSHAKE_TIMEOUT);
+            // The TCP peer, not `ClientAddr`: no header was read, so no
+            // proxy could have named a client.
             tracing::debug!(%peer, "no complete request head in time: closed");
         }
         Err(e) => tracing::trace!(%peer, error = %e, "connection ended with an error"),

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use chatgate::config::{Config, LogFormat};
+use chatgate::error::StartError;
 use chatgate::health::HealthArgs;
 use chatgate::server::{shutdown_signal, Server};
 
@@ -55,19 +56,22 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+async fn serve(config: Config) -> Result<(), StartError> {
     config.validate()?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
     let dev = config.dev_mode();
     let server = Server::build(config, listener).await?;
     tracing::info!(%addr, dev_mode = dev, "chatgate listening");
     server
         .run(shutdown_signal())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(StartError::Serve)
 }
 
 fn init_tracing(format: LogFormat) {

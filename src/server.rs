@@ -15,13 +15,17 @@ use crate::auth::{Authenticator, ClaimChecks};
 use crate::bus::memory::MemoryBus;
 use crate::bus::nats::NatsBus;
 use crate::bus::{Bus, Feed};
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::engine::nats_store::NatsStore;
-use crate::engine::{Engine, Store};
-use crate::http::{router, AppState, SharedState};
+use crate::engine::{Engine, EngineState, Store};
+use crate::error::StartError;
+use crate::http::router;
 use crate::hub::Hub;
 use crate::limits::AddressLimiter;
 use crate::metrics::Metrics;
+use crate::publisher::Publisher;
+use crate::state::{AppState, SharedState};
 
 /// Deliveries buffered between the in-memory bus and the dispatcher.
 const MEMORY_BUS_CAPACITY: usize = 8192;
@@ -37,7 +41,7 @@ pub struct Server {
 
 impl Server {
     /// Builds everything; binds nothing but what `listener` already is.
-    pub async fn build(config: Config, listener: TcpListener) -> Result<Self, String> {
+    pub async fn build(config: Config, listener: TcpListener) -> Result<Self, StartError> {
         config.validate()?;
         let secret = match &config.jwt_secret {
             Some(s) => s.as_bytes().to_vec(),
@@ -50,17 +54,24 @@ impl Server {
                 leeway_secs: config.jwt_leeway_secs,
             },
         );
+        let trusted_proxies = TrustedProxies::parse(&config.trusted_proxies)?;
         let metrics = Arc::new(Metrics::default());
         let address_limiter = AddressLimiter::new(config.max_connections_per_address);
         let (bus, hub, feed) = if config.bus.is_some() {
-            let bus = NatsBus::connect(&config, metrics.clone()).await?;
+            // The bus reports its errors as text (src/bus).
+            let bus = NatsBus::connect(&config, metrics.clone())
+                .await
+                .map_err(StartError::Bus)?;
             let hub = Hub::new(
                 config.hub(),
                 config.max_connections,
                 metrics.clone(),
-                bus.epoch().await?,
+                bus.epoch().await.map_err(StartError::Bus)?,
             );
-            let feed = bus.feed(&config, &hub, metrics.clone()).await?;
+            let feed = bus
+                .feed(&config, &hub, metrics.clone())
+                .await
+                .map_err(StartError::Bus)?;
             (Bus::Nats(Box::new(bus)), hub, feed)
         } else {
             let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);
@@ -72,28 +83,24 @@ impl Server {
             );
             (Bus::Memory(bus), hub, Feed::Memory(deliveries))
         };
-        let engine = if config.runs_engine() {
-            let base = match &config.public_url {
-                Some(url) => url.clone(),
-                None => format!(
-                    "http://{}",
-                    listener.local_addr().map_err(|e| e.to_string())?
-                ),
-            };
-            let mut engine = Engine::build(&config, &base)?;
-            if let Bus::Nats(nats) = &bus {
-                engine.store = Store::Nats(Box::new(NatsStore::open(nats, &config).await?));
-            }
-            Some(Arc::new(engine))
-        } else {
-            None
-        };
+        let auth = Arc::new(auth);
+        let publisher = Publisher::new(bus, metrics.clone(), config.max_frame_bytes);
+        let engine = build_engine(&config, &listener, publisher.bus())
+            .await?
+            .map(|engine| EngineState {
+                engine: Arc::new(engine),
+                publisher: publisher.clone(),
+                auth: auth.clone(),
+                metrics: metrics.clone(),
+                trusted_proxies: trusted_proxies.clone(),
+            });
         let state = Arc::new(AppState {
             config,
             auth,
             hub,
-            bus,
+            publisher,
             address_limiter,
+            trusted_proxies,
             metrics,
             engine,
             shutdown: CancellationToken::new(),
@@ -119,7 +126,7 @@ impl Server {
         let feed_ends_on_shutdown = matches!(feed, Feed::Nats(_));
         let mut dispatcher = tokio::spawn(feed.run(state.hub.clone(), state.shutdown.clone()));
         let sweeper = tokio::spawn(sweep(state.hub.clone(), state.shutdown.clone()));
-        if let Some(engine) = &state.engine {
+        if let Some(EngineState { engine, .. }) = &state.engine {
             tokio::spawn(engine.clone().sweep_until(state.shutdown.clone()));
             let (engine, shutdown) = (engine.clone(), state.shutdown.clone());
             tokio::spawn(async move { engine.store.follow(shutdown).await });
@@ -156,6 +163,31 @@ impl Server {
         sweeper.abort();
         result
     }
+}
+
+/// The session engine, when this process runs one: its directory, URIs
+/// under the public URL (or the listening address), and on a NATS bus the
+/// store every engine shares.
+async fn build_engine(
+    config: &Config,
+    listener: &TcpListener,
+    bus: &Bus,
+) -> Result<Option<Engine>, StartError> {
+    if !config.runs_engine() {
+        return Ok(None);
+    }
+    let base = match &config.public_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "http://{}",
+            listener.local_addr().map_err(StartError::LocalAddr)?
+        ),
+    };
+    let mut engine = Engine::build(config, &base)?;
+    if let Bus::Nats(nats) = bus {
+        engine.store = Store::Nats(Box::new(NatsStore::open(nats, config).await?));
+    }
+    Ok(Some(engine))
 }
 
 async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {

@@ -207,7 +207,10 @@ fn build(
                             // The sender check: a line whose sender the
                             // session lists as agent-only stays hidden.
                             let listed = listing.get(k).copied().unwrap_or(true);
-                            (Some(agent_participant(*k, visible, m.junk)), visible && listed)
+                            (
+                                Some(agent_participant(*k, visible, m.junk)),
+                                visible && listed,
+                            )
                         }
                         Sender::Nobody => (None, true),
                     };

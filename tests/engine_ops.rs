@@ -519,7 +519,7 @@ async fn a_directory_file_replaces_the_demo_and_a_bad_one_refuses_to_start() {
     let refused = chatgate::server::Server::build(config, listener)
         .await
         .err();
-    assert!(refused.is_some_and(|e| e.contains("CHATGATE_DIRECTORY")));
+    assert!(refused.is_some_and(|e| e.to_string().contains("CHATGATE_DIRECTORY")));
     let _ = std::fs::remove_file(&file.0);
     let _ = std::fs::remove_file(&bad.0);
 }

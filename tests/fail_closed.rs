@@ -83,7 +83,9 @@ async fn a_customers_long_lines_lock_nobody_out_snapshots_come_in_frames_within_
     // Each connects now and gets its whole snapshot, frame by frame.
     let mut agent_ws = server.connect(Role::Agent, TESTNAME, None).await;
     let mut boss = server.connect(Role::Supervisor, "boss", None).await;
-    let mut customer = Client::connect(server.addr, &chat.token, None).await.unwrap();
+    let mut customer = Client::connect(server.addr, &chat.token, None)
+        .await
+        .unwrap();
     for client in [&mut agent_ws, &mut boss] {
         let snap = agent_snapshot(client).await;
         assert!(snap.len() > 4, "1.6 MB of lines in several frames");
@@ -91,7 +93,11 @@ async fn a_customers_long_lines_lock_nobody_out_snapshots_come_in_frames_within_
     }
     let mut shown = Vec::new();
     while shown.len() < expected.len() {
-        let raw = customer.next_text_within(WAIT).await.unwrap().expect("open");
+        let raw = customer
+            .next_text_within(WAIT)
+            .await
+            .unwrap()
+            .expect("open");
         assert!(raw.len() <= BOUND, "a frame of {} bytes", raw.len());
         let f: Value = serde_json::from_str(&raw).unwrap();
         shown.extend(texts(&[f["data"].clone()]));
@@ -120,7 +126,11 @@ async fn an_item_over_the_frame_bound_is_refused_with_413_and_reaches_nobody() {
     let (customer_p, agent_p) = seed_parties();
     let mut agent_ws = server.connect(Role::Agent, TESTNAME, None).await;
     let mut customer = server
-        .connect(Role::Customer, customer_p["id"].as_str().unwrap(), Some(SID))
+        .connect(
+            Role::Customer,
+            customer_p["id"].as_str().unwrap(),
+            Some(SID),
+        )
         .await;
     agent_ws.notifications(1).await;
     customer.notifications(1).await;
@@ -134,7 +144,11 @@ async fn an_item_over_the_frame_bound_is_refused_with_413_and_reaches_nobody() {
         assert!(error.starts_with("item "), "names the item: {error}");
         assert!(error.contains("frame bound"), "{error}");
     }
-    assert_eq!(server.state.hub.last_seq(), 1, "the batches changed nothing");
+    assert_eq!(
+        server.state.hub.last_seq(),
+        1,
+        "the batches changed nothing"
+    );
     agent_ws.expect_silence(QUIET).await;
     customer.expect_silence(QUIET).await;
     assert_eq!(
@@ -172,7 +186,10 @@ async fn the_engine_refuses_a_change_whose_notification_would_exceed_the_bound()
     let (status, reply, round) = refused.expect("the data outgrew the bound");
     assert_eq!(status, 400, "{reply}");
     assert!(
-        reply["statusMessage"].as_str().unwrap().contains("frame bound"),
+        reply["statusMessage"]
+            .as_str()
+            .unwrap()
+            .contains("frame bound"),
         "{reply}"
     );
     let (_, session) = get(
@@ -216,7 +233,12 @@ async fn a_since_from_before_a_restart_gets_the_snapshot_never_a_wrong_resume() 
     second.wait_dispatched(13).await;
     for (role, sub, sid, (since, epoch)) in [
         (Role::Agent, TESTNAME, None, &agent_at),
-        (Role::Customer, customer_id.as_str(), Some(SID), &customer_at),
+        (
+            Role::Customer,
+            customer_id.as_str(),
+            Some(SID),
+            &customer_at,
+        ),
     ] {
         let since = since.as_str().unwrap();
         let t = token(role, sub, sid);
@@ -226,10 +248,16 @@ async fn a_since_from_before_a_restart_gets_the_snapshot_never_a_wrong_resume() 
         assert_eq!(back.welcome["resumed"], false, "{role:?}");
         assert_ne!(back.epoch(), *epoch, "{role:?}: a new process, a new epoch");
         let snap = back.notifications(2).await;
-        assert_eq!(texts(&[snap[1]["data"].clone()]).len(), 12, "{role:?}: the whole log");
+        assert_eq!(
+            texts(&[snap[1]["data"].clone()]).len(),
+            12,
+            "{role:?}: the whole log"
+        );
         // Without an epoch at all: never resumed either.
         let bare = format!("ws://{}/ws?since={since}&access_token={t}", second.addr);
-        let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(bare).unwrap();
+        let req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(bare)
+                .unwrap();
         let bare = Client::connect_request(req).await.unwrap();
         assert_eq!(bare.welcome["resumed"], false, "{role:?} without epoch");
     }
@@ -251,7 +279,9 @@ async fn a_session_forgotten_and_seen_again_never_resumes_its_customer_into_the_
         ])
         .await;
     server.wait_dispatched(3).await;
-    let mut c = server.connect(Role::Customer, &customer_id, Some(SID)).await;
+    let mut c = server
+        .connect(Role::Customer, &customer_id, Some(SID))
+        .await;
     let old = (c.notifications(2).await[1]["id"].clone(), c.epoch());
     assert_eq!(old.0, "3");
     drop(c);
@@ -289,7 +319,11 @@ async fn duplicate_keys_are_refused_in_either_order_and_reach_nobody() {
     let (customer_p, _) = seed_parties();
     let mut agent_ws = server.connect(Role::Agent, TESTNAME, None).await;
     let mut customer = server
-        .connect(Role::Customer, customer_p["id"].as_str().unwrap(), Some(SID))
+        .connect(
+            Role::Customer,
+            customer_p["id"].as_str().unwrap(),
+            Some(SID),
+        )
         .await;
     agent_ws.notifications(1).await;
     customer.notifications(1).await;
@@ -334,7 +368,11 @@ async fn visibility_dialects_reach_agents_unchanged_and_never_the_customer() {
     let (customer_p, agent_p) = seed_parties();
     let mut agent_ws = server.connect(Role::Agent, TESTNAME, None).await;
     let mut customer = server
-        .connect(Role::Customer, customer_p["id"].as_str().unwrap(), Some(SID))
+        .connect(
+            Role::Customer,
+            customer_p["id"].as_str().unwrap(),
+            Some(SID),
+        )
         .await;
     agent_ws.notifications(1).await;
     customer.notifications(1).await;
@@ -353,7 +391,10 @@ async fn visibility_dialects_reach_agents_unchanged_and_never_the_customer() {
         upstream.push(m);
     }
     let mut missing = seed_message(6, &agent_p, "All", "dialect missing");
-    missing["messages"][0].as_object_mut().unwrap().remove("visibility");
+    missing["messages"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("visibility");
     upstream.push(missing);
     // A participant in a dialect: listed for agents, never for the customer.
     let mut vip = seed_before_consult();
@@ -378,9 +419,15 @@ async fn visibility_dialects_reach_agents_unchanged_and_never_the_customer() {
     }
     let got = customer.next_notification().await;
     assert_eq!(texts(&[got["data"].clone()]), ["visible"]);
-    assert_eq!(got["data"]["messages"][0]["index"], 1, "no gap for the hidden ones");
+    assert_eq!(
+        got["data"]["messages"][0]["index"], 1,
+        "no gap for the hidden ones"
+    );
     let raw = got.to_string();
-    assert!(!raw.contains("dialect") && !raw.contains("Secret Supervisor"), "{raw}");
+    assert!(
+        !raw.contains("dialect") && !raw.contains("Secret Supervisor"),
+        "{raw}"
+    );
     customer.expect_silence(QUIET).await;
     server.stop().await;
 }
@@ -411,7 +458,10 @@ async fn four_hundred_sessions_of_four_hundred_lines_stay_within_the_memory_budg
             .flat_map(|k| (0..SESSIONS).map(move |s| (round * 4 + k, s)))
             .map(|(i, s)| {
                 let from = participant(&format!("a{s}"), "Agent", "A", "All");
-                format!("{}\n", message_from(&sid(s), i as u64 + 1, &from, "All", &text))
+                format!(
+                    "{}\n",
+                    message_from(&sid(s), i as u64 + 1, &from, "All", &text)
+                )
             })
             .collect();
         let (status, reply) = post(&url, &service, &body, "application/x-ndjson").await;
@@ -421,11 +471,19 @@ async fn four_hundred_sessions_of_four_hundred_lines_stay_within_the_memory_budg
     let expected = (SESSIONS + SESSIONS * LINES) as f64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let metrics = loop {
-        let m = reqwest::get(binary.url("/metrics")).await.unwrap().text().await.unwrap();
+        let m = reqwest::get(binary.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if metric(&m, "chatgate_notifications_dispatched_total") >= expected {
             break m;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not dispatched in time");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not dispatched in time"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let retained = metric(&metrics, "chatgate_retained_bytes");

@@ -117,7 +117,7 @@ async fn roles_split_the_routes() {
     let mut config = chatgate::config::Config::for_tests();
     config.role = RoleSetting::Gateway;
     let err = config.validate().unwrap_err();
-    assert!(err.contains("CHATGATE_BUS"), "{err}");
+    assert!(err.to_string().contains("CHATGATE_BUS"), "{err}");
     engine.stop().await;
     gw.stop().await;
 }

@@ -1,7 +1,8 @@
 //! Faults of the bus: nats-server killed and restarted mid-stream (zero
 //! loss, zero duplicates at the clients; `/readyz` 503 while it is away,
-//! `/healthz` 200; a publish meanwhile is a 503 to the caller), and a
-//! malformed event on the stream (logged and skipped).
+//! `/healthz` 200; a publish meanwhile is a 503 to the caller, in fixed
+//! words that carry no NATS error text), and a malformed event on the
+//! stream (logged and skipped).
 
 mod support;
 
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use chatgate::auth::Role;
 use chatgate::config::RoleSetting;
+use serde_json::{json, Value};
 use support::nats::*;
+use support::{post, token};
 
 const SID: &str = "fault-session";
 const AGENT: &str = "agent-f";
@@ -127,4 +130,71 @@ async fn a_malformed_event_is_skipped() {
         "the good event after the junk was applied"
     );
     a.stop().await;
+}
+
+/// What a client may be told when NATS is gone: which part failed, never
+/// the failure's own text (servers, ports, subjects, buckets).
+const ENGINE_REFUSALS: [&str; 2] = [
+    "the bus is unavailable; nothing changed",
+    "the session store is unavailable; nothing changed",
+];
+
+/// An engine refusal while NATS is stopped: 503, statusCode 7, fixed words.
+fn assert_fixed_engine_refusal(what: &str, (status, body): (u16, Value)) {
+    assert_eq!(status, 503, "{what}: {body}");
+    assert_eq!(body["statusCode"], 7, "{what}: {body}");
+    let message = body["statusMessage"].as_str().unwrap_or_default();
+    assert!(
+        ENGINE_REFUSALS.contains(&message),
+        "{what}: the client was told {body}"
+    );
+    assert_eq!(
+        body.as_object().map(|o| o.len()),
+        Some(2),
+        "{what}: nothing but statusCode and statusMessage: {body}"
+    );
+}
+
+#[tokio::test]
+async fn with_nats_stopped_refusals_carry_no_nats_error_text() {
+    let mut nats = NatsServer::start().await;
+    let server = node(&nats, RoleSetting::All, |_| {}).await;
+    let (status, opened) = post(
+        &server.url("/api/v2/customer/sessions"),
+        "",
+        &json!({"nickname": "Ann", "message": "hello"}).to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(status, 201, "{opened}");
+    let sid = opened["sessionId"].as_str().unwrap().to_owned();
+    let customer = opened["token"].as_str().unwrap().to_owned();
+    // The demo directory's first agent is routed the first session.
+    let agent = token(Role::Agent, "5e101708f14442c7ab79814bb4f799b2", None);
+
+    nats.kill();
+    wait_status(server.url("/readyz"), 503).await;
+
+    let send = json!({"operationName": "SendMessage", "text": "anyone?"}).to_string();
+    let path = format!("/api/v2/me/facebooksessions/{sid}");
+    let reply = post(&server.url(&path), &agent, &send, "application/json").await;
+    assert_fixed_engine_refusal("an agent's operation", reply);
+    let path = format!("/api/v2/customer/sessions/{sid}");
+    let reply = post(&server.url(&path), &customer, &send, "application/json").await;
+    assert_fixed_engine_refusal("a customer's operation", reply);
+    let new = json!({"nickname": "Bob", "message": "hi"}).to_string();
+    let reply = post(
+        &server.url("/api/v2/customer/sessions"),
+        "",
+        &new,
+        "application/json",
+    )
+    .await;
+    assert_fixed_engine_refusal("a new customer session", reply);
+
+    let item = text_message(&sid, "agent-x", 1, "All", "via ingest");
+    let (status, body) = server.ingest(&item.to_string(), "application/json").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body, json!({"error": "the bus is unavailable"}));
+    server.stop().await;
 }

@@ -131,7 +131,7 @@ async fn a_public_key_that_is_not_one_refuses_to_start() {
         .await
         .err()
         .expect("a bad key must not start");
-    assert!(err.contains("CHATGATE_JWT_PUBLIC_KEY"), "{err}");
+    assert!(err.to_string().contains("CHATGATE_JWT_PUBLIC_KEY"), "{err}");
 }
 
 #[tokio::test]

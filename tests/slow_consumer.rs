@@ -143,4 +143,3 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_nobody_else_notices()
     assert_eq!(error["code"], 1013);
     drop(readers);
 }
-

@@ -1,7 +1,8 @@
 //! The customer side (the widget's API).
 //!
 //! - `POST /api/v2/customer/sessions` `{"nickname","message","queue"?}`:
-//!   anonymous, rate-limited per client address; creates a session routed
+//!   anonymous, rate-limited per client address (`client_addr`: behind a
+//!   trusted proxy, the client it forwarded); creates a session routed
 //!   to the queue's (or any) agent with the fewest active sessions, ties in
 //!   directory order; answers 201 `{"sessionId","participantId","token"}`
 //!   with a customer JWT for `/ws`.
@@ -12,29 +13,28 @@
 //! Notifications caused by a customer carry no `referenceId`: that links
 //! a notification to an agent's request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::directory::{Queue, Target};
 use super::draft::Draft;
 use super::error::OpError;
-use super::params::{self, MAX_TEXT_CHARS};
+use super::params::{self, json_object, MAX_TEXT_CHARS};
 use super::record::{Member, SessionRecord};
-use super::routes::{engine_of, json_object};
 use super::store::Change;
 use super::{messages, participants, Ctx};
-use super::{new_id, now_ms, Engine};
-use crate::auth::Role;
-use crate::http::{authenticate, SharedState};
+use super::{new_id, now_ms, Engine, EngineState};
+use crate::auth::{roles, AuthError, Authenticated, Role};
+use crate::client_addr::ClientAddr;
 use crate::metrics::refusal;
 use crate::model::{Notification, NotificationType, ParticipantType, Visibility};
+use crate::publisher::Publisher;
 
 /// How long a customer token is valid, in seconds.
 pub const CUSTOMER_TOKEN_TTL_SECS: u64 = 8 * 3600;
@@ -44,13 +44,14 @@ const MAX_NICKNAME_CHARS: usize = 64;
 const SUBJECT_CHARS: usize = 100;
 
 pub async fn create(
-    State(state): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(state): State<EngineState>,
+    ClientAddr(client): ClientAddr,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), OpError> {
-    let engine = engine_of(&state)?;
-    if let Err(wait) = engine.limiter.check(peer.ip(), Instant::now()) {
+    let engine = state.engine.clone();
+    if let Err(wait) = engine.limiter.check(client, Instant::now()) {
         state.metrics.refusals.inc(refusal::CUSTOMER_SESSION_RATE);
+        tracing::debug!(%client, "too many new sessions from this address");
         let secs = wait.as_secs().max(1);
         return Err(OpError::TooManyRequests(
             format!("too many new sessions from this address; retry in {secs} s"),
@@ -63,7 +64,7 @@ pub async fn create(
         .to_owned();
     let message = params::text(&body, "message", MAX_TEXT_CHARS)?;
     let queue = queue_of(&engine, &body)?.map(|q| q.id.clone());
-    let opened = tokio::spawn(open(state.clone(), engine, nickname, message, queue))
+    let opened = tokio::spawn(open(state.publisher, engine, nickname, message, queue))
         .await
         .map_err(|_| OpError::Unavailable("the request was aborted".into()))??;
     let token = state.auth.mint(
@@ -108,7 +109,7 @@ struct Opened {
 }
 
 async fn open(
-    state: SharedState,
+    publisher: Publisher,
     engine: Arc<Engine>,
     nickname: String,
     message: String,
@@ -156,7 +157,7 @@ async fn open(
     let (record, notifications) = open_session(record, customer, agent, &message, &ctx);
     engine
         .store
-        .create(record, notifications, state.as_ref())
+        .create(record, notifications, &publisher)
         .await?;
     Ok(opened)
 }
@@ -174,18 +175,18 @@ fn user_data(nickname: &str, message: &str, queue: Option<&Queue>) -> Map<String
 }
 
 pub async fn operate(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::Customer>, AuthError>,
     body: Bytes,
 ) -> Result<Json<Value>, OpError> {
-    let customer = authenticate(&state, &headers, None, &[Role::Customer])?;
+    let customer = caller?.principal;
     if customer.session.as_deref() != Some(id.as_str()) {
         return Err(OpError::Forbidden(
             "this token belongs to another session".into(),
         ));
     }
-    let engine = engine_of(&state)?;
+    let (engine, publisher) = (state.engine, state.publisher);
     let op = CustomerOp::parse(&json_object(&body)?)?;
     let task = async move {
         let ctx = Ctx {
@@ -206,7 +207,7 @@ pub async fn operate(
                 })?;
             Ok(apply_customer(record, me, &op, &ctx))
         };
-        engine.store.apply(&id, operation, state.as_ref()).await
+        engine.store.apply(&id, operation, &publisher).await
     };
     tokio::spawn(task)
         .await

@@ -7,7 +7,7 @@
 //! know who is busy: routing by load is `engine::routing`.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,55 @@ struct DirectoryFile {
     agents: Vec<Agent>,
     #[serde(default)]
     queues: Vec<Queue>,
+}
+
+/// A directory file chatgate cannot load (it refuses to start).
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("CHATGATE_DIRECTORY {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("CHATGATE_DIRECTORY {}: {source}", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: InvalidDirectory,
+    },
+}
+
+/// What is wrong with a directory's text.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidDirectory {
+    #[error("{0}")]
+    Syntax(#[from] toml::de::Error),
+    #[error("the directory has no agents")]
+    NoAgents,
+    #[error("agent {0} has an empty nickname")]
+    EmptyNickname(String),
+    #[error("agent {0} is listed twice")]
+    DuplicateAgent(String),
+    #[error("queue {0} is listed twice")]
+    DuplicateQueue(String),
+    #[error("queue {0} has no agents")]
+    EmptyQueue(String),
+    #[error("queue {queue} names unknown agent {agent}")]
+    UnknownAgent { queue: String, agent: String },
+    #[error("{what} id {id:?} must be 1 to 128 letters, digits, '-' or '_'")]
+    BadId { what: &'static str, id: String },
+}
+
+/// A `targetUri` or `targetPath` that names no one (a bad request).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UnknownTarget {
+    #[error("{0} names no known user")]
+    User(String),
+    #[error("{0} names no known queue")]
+    Queue(String),
+    #[error("{0} is neither a user (/users/{{id}}) nor a queue (/queues/{{id}})")]
+    Neither(String),
 }
 
 /// What a `targetUri` or `targetPath` names.
@@ -94,18 +143,23 @@ impl Directory {
     }
 
     /// The directory of `path`, or the demo one without a path.
-    pub fn load(path: Option<&Path>, base: &str) -> Result<Self, String> {
+    pub fn load(path: Option<&Path>, base: &str) -> Result<Self, DirectoryError> {
         let Some(path) = path else {
             return Ok(Self::demo(base));
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("CHATGATE_DIRECTORY {}: {e}", path.display()))?;
-        Self::parse(&text, base).map_err(|e| format!("CHATGATE_DIRECTORY {}: {e}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|source| DirectoryError::Unreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, base).map_err(|source| DirectoryError::Invalid {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Parses and validates a directory file.
-    pub fn parse(text: &str, base: &str) -> Result<Self, String> {
-        let file: DirectoryFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str, base: &str) -> Result<Self, InvalidDirectory> {
+        let file: DirectoryFile = toml::from_str(text)?;
         let dir = Self {
             agents: file.agents,
             queues: file.queues,
@@ -115,31 +169,34 @@ impl Directory {
         Ok(dir)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidDirectory> {
         if self.agents.is_empty() {
-            return Err("the directory has no agents".into());
+            return Err(InvalidDirectory::NoAgents);
         }
         let mut ids = HashSet::new();
         for a in &self.agents {
             check_id("agent", &a.id)?;
             if a.nickname.trim().is_empty() {
-                return Err(format!("agent {} has an empty nickname", a.id));
+                return Err(InvalidDirectory::EmptyNickname(a.id.clone()));
             }
             if !ids.insert(a.id.as_str()) {
-                return Err(format!("agent {} is listed twice", a.id));
+                return Err(InvalidDirectory::DuplicateAgent(a.id.clone()));
             }
         }
         let mut queue_ids = HashSet::new();
         for q in &self.queues {
             check_id("queue", &q.id)?;
             if !queue_ids.insert(q.id.as_str()) {
-                return Err(format!("queue {} is listed twice", q.id));
+                return Err(InvalidDirectory::DuplicateQueue(q.id.clone()));
             }
             if q.agents.is_empty() {
-                return Err(format!("queue {} has no agents", q.name));
+                return Err(InvalidDirectory::EmptyQueue(q.name.clone()));
             }
             if let Some(unknown) = q.agents.iter().find(|a| !ids.contains(a.as_str())) {
-                return Err(format!("queue {} names unknown agent {unknown}", q.name));
+                return Err(InvalidDirectory::UnknownAgent {
+                    queue: q.name.clone(),
+                    agent: unknown.clone(),
+                });
             }
         }
         Ok(())
@@ -193,7 +250,7 @@ impl Directory {
     /// `targetUri` (any URI whose path ends so, e.g.
     /// `<base>/api/v2/users/{id}`). The host of a URI is not compared: a
     /// client may reach the server by another name than its base URL.
-    pub fn resolve(&self, target: &str) -> Result<Target<'_>, String> {
+    pub fn resolve(&self, target: &str) -> Result<Target<'_>, UnknownTarget> {
         let path = strip_scheme_and_host(target.trim());
         let mut segments = path.trim_end_matches('/').rsplit('/');
         let (id, kind) = (segments.next(), segments.next());
@@ -201,21 +258,19 @@ impl Directory {
             (Some("users"), Some(id)) if !id.is_empty() => self
                 .agent(id)
                 .map(Target::User)
-                .ok_or_else(|| format!("{target} names no known user")),
+                .ok_or_else(|| UnknownTarget::User(target.to_owned())),
             (Some("queues"), Some(id)) if !id.is_empty() => self
                 .queues
                 .iter()
                 .find(|q| q.id == id)
                 .map(Target::Queue)
-                .ok_or_else(|| format!("{target} names no known queue")),
-            _ => Err(format!(
-                "{target} is neither a user (/users/{{id}}) nor a queue (/queues/{{id}})"
-            )),
+                .ok_or_else(|| UnknownTarget::Queue(target.to_owned())),
+            _ => Err(UnknownTarget::Neither(target.to_owned())),
         }
     }
 }
 
-fn check_id(what: &str, id: &str) -> Result<(), String> {
+fn check_id(what: &'static str, id: &str) -> Result<(), InvalidDirectory> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -224,9 +279,10 @@ fn check_id(what: &str, id: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{what} id {id:?} must be 1 to 128 letters, digits, '-' or '_'"
-        ))
+        Err(InvalidDirectory::BadId {
+            what,
+            id: id.to_owned(),
+        })
     }
 }
 
@@ -283,13 +339,18 @@ mod tests {
     #[test]
     fn bad_files_are_refused_with_a_reason() {
         let dup = "[[agents]]\nid=\"a\"\nnickname=\"A\"\n[[agents]]\nid=\"a\"\nnickname=\"B\"\n";
-        assert!(Directory::parse(dup, BASE).unwrap_err().contains("twice"));
+        assert!(Directory::parse(dup, BASE)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
         let unknown = "[[agents]]\nid=\"a\"\nnickname=\"A\"\n[[queues]]\nid=\"q\"\nname=\"Q\"\nagents=[\"b\"]\n";
         assert!(Directory::parse(unknown, BASE)
             .unwrap_err()
+            .to_string()
             .contains("unknown agent b"));
         assert!(Directory::parse("", BASE)
             .unwrap_err()
+            .to_string()
             .contains("no agents"));
         assert!(Directory::parse("[[agents]]\nid=\"a/b\"\nnickname=\"A\"\n", BASE).is_err());
         assert!(Directory::parse("[[agents]]\nid=\"a\"\nnick=\"A\"\n", BASE).is_err());

@@ -1,9 +1,9 @@
 //! The session engine: chatgate's reference upstream.
 //!
 //! Implements the facebooksession operations (SPEC section 5) and
-//! publishes their notifications on the bus through
-//! [`AppState::publish`](crate::http::AppState::publish), exactly like any
-//! other upstream: the gateway learns about sessions only from the bus.
+//! publishes their notifications on the bus through a
+//! [`Publisher`](crate::publisher::Publisher), exactly like any other
+//! upstream: the gateway learns about sessions only from the bus.
 //!
 //! # Layout
 //!
@@ -15,7 +15,8 @@
 //! - [`store`]: where records live; applies one operation atomically per
 //!   session and publishes its notifications in order; [`nats_store`]:
 //!   the store shared by every engine on a NATS bus.
-//! - [`routes`]: the agent REST API; [`customer`]: the widget's API.
+//! - [`routes`]: the agent REST API; [`customer`]: the widget's API;
+//!   [`state`]: what their handlers reach ([`EngineState`]).
 //! - [`limiter`]: rate limits of anonymous session creation and of each
 //!   agent's operations.
 //! - [`error`]: refusals as `{"statusCode","statusMessage"}`.
@@ -31,6 +32,7 @@ pub mod params;
 pub mod participants;
 pub mod record;
 pub mod routes;
+pub mod state;
 pub mod store;
 pub mod user_data;
 
@@ -43,17 +45,16 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::event::{Event, EventError};
-use crate::http::AppState;
-use crate::model::{Notification, Visibility};
+use crate::model::Visibility;
 use draft::Draft;
 use record::{Member, SessionRecord};
 
-pub use directory::Directory;
+pub use directory::{Directory, DirectoryError};
 pub use error::OpError;
 pub use params::ParticipantRef;
 pub use participants::Resolved;
 pub use routes::router;
+pub use state::EngineState;
 pub use store::{Change, Publish, Store};
 
 /// How often completed sessions and idle rate-limit buckets are swept.
@@ -216,7 +217,7 @@ pub struct Engine {
 impl Engine {
     /// Builds the engine: the directory from `config.directory` (or the
     /// demo one), URIs under `base`.
-    pub fn build(config: &Config, base: &str) -> Result<Self, String> {
+    pub fn build(config: &Config, base: &str) -> Result<Self, DirectoryError> {
         let directory = Directory::load(config.directory.as_deref(), base)?;
         Ok(Self::new(directory, config))
     }
@@ -271,54 +272,6 @@ impl Engine {
             }
         }
     }
-}
-
-impl Publish for AppState {
-    async fn publish_batch(&self, batch: Vec<Notification>) -> Result<(), OpError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let events = events_of(&batch, self.config.max_frame_bytes)?;
-        self.publish(events, "engine")
-            .await
-            .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
-    }
-
-    async fn publish_batch_keyed(
-        &self,
-        batch: Vec<Notification>,
-        key: &str,
-    ) -> Result<(), OpError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let events = events_of(&batch, self.config.max_frame_bytes)?;
-        self.publish_keyed(events, "engine", Some(key))
-            .await
-            .map_err(|e| OpError::Unavailable(format!("{e}; nothing changed")))
-    }
-}
-
-/// The engine's notifications as the bus carries them: serialized once,
-/// and refused as a whole (HTTP 400, nothing changes) when one of their
-/// frames would exceed the frame bound.
-pub fn events_of(batch: &[Notification], max_frame: usize) -> Result<Vec<Event>, OpError> {
-    batch
-        .iter()
-        .map(|n| {
-            Event::parse(bytes::Bytes::from(n.to_json_bytes()), max_frame).map_err(|e| match e {
-                EventError::TooLarge { bytes, limit } => OpError::bad(format!(
-                    "the change would make a notification of {bytes} bytes, over the frame bound of {limit} (CHATGATE_MAX_FRAME_BYTES); nothing changed"
-                )),
-                other => {
-                    // A bug of the engine's, not the caller's: logged, and
-                    // the change is not made.
-                    tracing::error!(error = %other, "the engine built an invalid notification");
-                    OpError::Unavailable("the change could not be published; nothing changed".into())
-                }
-            })
-        })
-        .collect()
 }
 
 /// Milliseconds since the epoch.

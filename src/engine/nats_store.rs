@@ -65,10 +65,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::consumer::{self, pull, DeliverPolicy};
+use async_nats::jetstream::context::{GetStreamError, PublishErrorKind};
 use async_nats::jetstream::kv::{self, UpdateErrorKind};
-use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::stream::{ConsumerError, LastRawMessageErrorKind, Stream};
 use bytes::Bytes;
 use dashmap::DashMap;
 use futures::StreamExt;
@@ -130,6 +130,32 @@ impl Claim {
     }
 }
 
+/// Why the store could not be opened (the engine refuses to start).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the session bucket: {0}")]
+    Bucket(String),
+    #[error("cannot open the stream {stream}: {source}")]
+    Stream {
+        stream: String,
+        #[source]
+        source: GetStreamError,
+    },
+}
+
+/// Why the replica stopped following the bucket (it starts again).
+#[derive(Debug, thiserror::Error)]
+enum ReplicaError {
+    #[error("cannot read the session records: {0}")]
+    Consumer(#[from] ConsumerError),
+    #[error("cannot read the session records: {0}")]
+    Messages(#[from] consumer::StreamError),
+    #[error("cannot read the session records: {0}")]
+    Message(#[from] pull::OrderedError),
+    #[error("the consumer ended")]
+    Ended,
+}
+
 pub struct NatsStore {
     bus: NatsBus,
     kv: kv::Store,
@@ -145,7 +171,7 @@ pub struct NatsStore {
 
 impl NatsStore {
     /// Opens (creating if missing) the bucket `<stream>_SESSIONS`.
-    pub async fn open(bus: &NatsBus, config: &Config) -> Result<Self, String> {
+    pub async fn open(bus: &NatsBus, config: &Config) -> Result<Self, StoreError> {
         let bucket = format!("{}_SESSIONS", config.nats_stream);
         let kv = open_bucket(
             bus.jetstream(),
@@ -153,12 +179,17 @@ impl NatsStore {
             "chatgate engine: session records",
             config.nats.nats_replicas,
         )
-        .await?;
+        .await
+        // The bus reports its errors as text (src/bus).
+        .map_err(StoreError::Bucket)?;
         let events = bus
             .jetstream()
             .get_stream(&config.nats_stream)
             .await
-            .map_err(|e| format!("cannot open the stream {}: {e}", config.nats_stream))?;
+            .map_err(|source| StoreError::Stream {
+                stream: config.nats_stream.clone(),
+                source,
+            })?;
         Ok(Self {
             bus: bus.clone(),
             kv,
@@ -192,7 +223,7 @@ impl NatsStore {
     /// Reads the summary of every committed record (headers only: the
     /// records themselves stay in the bucket), swaps the replica for
     /// them, then follows changes until the consumer fails.
-    async fn follow_once(&self) -> Result<(), String> {
+    async fn follow_once(&self) -> Result<(), ReplicaError> {
         let consumer = self
             .kv
             .stream
@@ -203,19 +234,15 @@ impl NatsStore {
                 max_expires: Duration::from_secs(4),
                 ..Default::default()
             })
-            .await
-            .map_err(|e| format!("cannot read the session records: {e}"))?;
+            .await?;
         let mut initial = consumer.cached_info().num_pending;
         let mut fresh = Some(ReplicaInner::default());
         if initial == 0 {
             self.replica.replace(fresh.take().unwrap_or_default());
         }
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| format!("cannot read the session records: {e}"))?;
+        let mut messages = consumer.messages().await?;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| e.to_string())?;
+            let message = message?;
             let pending = message.info().map(|i| i.pending).unwrap_or(0);
             let key = message
                 .subject
@@ -234,14 +261,14 @@ impl NatsStore {
                 }
             }
         }
-        Err("the consumer ended".into())
+        Err(ReplicaError::Ended)
     }
 
     pub async fn next_reference(&self) -> Result<u64, OpError> {
         self.kv
             .put(REFERENCE_KEY, Bytes::new())
             .await
-            .map_err(|e| OpError::Unavailable(format!("no referenceId from the bus: {e}")))
+            .map_err(|e| OpError::store(format!("no referenceId from the bus: {e}")))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, OpError> {
@@ -395,7 +422,7 @@ impl NatsStore {
         };
         if let Err(e) = published {
             if let Err(release) = self.release(&id, before, revision).await {
-                tracing::warn!(session = %id, error = %release, "cannot release a claim; it is settled later");
+                tracing::warn!(session = %id, error = %release.detail(), "cannot release a claim; it is settled later");
             }
             return Err(e);
         }
@@ -406,7 +433,7 @@ impl NatsStore {
         if let Err(e) = self.append_log(&id, claim.next.revision, messages).await {
             // Published: the change has happened. The claim stays for the
             // next operation to roll forward (transcript included).
-            tracing::warn!(session = %id, error = %e, "a published change awaits its transcript and commit");
+            tracing::warn!(session = %id, error = %e.detail(), "a published change awaits its transcript and commit");
             return Ok(None);
         }
         let next = claim.next;
@@ -456,7 +483,7 @@ impl NatsStore {
                 .await
                 .map_err(|e| match e.kind() {
                     UpdateErrorKind::WrongLastRevision => Put::Conflict,
-                    _ => Put::Failed(unavailable(e)),
+                    _ => Put::Failed(OpError::store(e)),
                 }),
         };
         match result {
@@ -480,11 +507,11 @@ impl NatsStore {
         let rest: Vec<Notification> = claim.notifications[published..].to_vec();
         if !rest.is_empty() {
             // Within the frame bound: checked when the claim was published.
-            let rest = super::events_of(&rest, usize::MAX)?;
+            let rest = super::state::events_of(&rest, usize::MAX)?;
             self.bus
                 .publish_from(rest, Some(&claim.key()), published)
                 .await
-                .map_err(|e| OpError::Unavailable(e.to_string()))?;
+                .map_err(OpError::bus)?;
         }
         let messages = messages_of(&claim.notifications);
         self.append_log(&id, claim.next.revision, messages).await?;
@@ -506,7 +533,7 @@ impl NatsStore {
         let last = match self.events.get_last_raw_message_by_subject(&subject).await {
             Ok(m) => m,
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(0),
-            Err(e) => return Err(OpError::Unavailable(e.to_string())),
+            Err(e) => return Err(OpError::bus(e)),
         };
         let id = last
             .headers
@@ -531,7 +558,7 @@ impl NatsStore {
         );
         if let (Some(record), None) = (&stored.record, &stored.claim) {
             let summary = serde_json::to_string(&Summary::of(record))
-                .map_err(|e| Put::Failed(unavailable(e)))?;
+                .map_err(|e| Put::Failed(OpError::store(e)))?;
             headers.insert(SUMMARY_HEADER, summary.as_str());
         }
         let subject = format!("{}{}", self.kv.prefix, session_key(id));
@@ -540,11 +567,11 @@ impl NatsStore {
             .jetstream()
             .publish_with_headers(subject, headers, encode(stored).map_err(Put::Failed)?)
             .await
-            .map_err(|e| Put::Failed(unavailable(e)))?;
+            .map_err(|e| Put::Failed(OpError::store(e)))?;
         match ack.await {
             Ok(ack) => Ok(ack.sequence),
             Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(Put::Conflict),
-            Err(e) => Err(Put::Failed(unavailable(e))),
+            Err(e) => Err(Put::Failed(OpError::store(e))),
         }
     }
 
@@ -554,10 +581,11 @@ impl NatsStore {
     }
 
     async fn read_log(&self, id: &str) -> Result<Transcript, OpError> {
-        let value =
-            self.kv.get(log_key(id)).await.map_err(|e| {
-                OpError::Unavailable(format!("cannot read the messages of {id}: {e}"))
-            })?;
+        let value = self
+            .kv
+            .get(log_key(id))
+            .await
+            .map_err(|e| OpError::store(format!("cannot read the messages of {id}: {e}")))?;
         Ok(value
             .and_then(|v| serde_json::from_slice::<Transcript>(&v).ok())
             .unwrap_or_default())
@@ -585,12 +613,12 @@ impl NatsStore {
         }
         log.revision = Some(revision);
         let bytes = serde_json::to_vec(&log)
-            .map_err(|e| OpError::Unavailable(format!("cannot encode a transcript: {e}")))?;
+            .map_err(|e| OpError::store(format!("cannot encode a transcript: {e}")))?;
         self.kv
             .put(log_key(id), bytes.into())
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(OpError::store)
     }
 
     async fn read(&self, id: &str) -> Result<Option<(Stored, u64)>, OpError> {
@@ -598,12 +626,12 @@ impl NatsStore {
             .kv
             .entry(session_key(id))
             .await
-            .map_err(|e| OpError::Unavailable(format!("cannot read session {id}: {e}")))?;
+            .map_err(|e| OpError::store(format!("cannot read session {id}: {e}")))?;
         let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
             return Ok(None);
         };
         let stored = serde_json::from_slice::<Stored>(&entry.value)
-            .map_err(|e| OpError::Unavailable(format!("session {id} is unreadable: {e}")))?;
+            .map_err(|e| OpError::store(format!("session {id} is unreadable: {e}")))?;
         Ok(Some((stored, entry.revision)))
     }
 
@@ -615,7 +643,9 @@ impl NatsStore {
             match self.get(&id).await {
                 Ok(Some(r)) if r.is_active() && r.agent(user).is_some() => out.push(r),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(session = %id, error = %e, "cannot read a session"),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e.detail(), "cannot read a session")
+                }
             }
         }
         out.sort_by_key(|r| r.received_ms);
@@ -662,13 +692,7 @@ struct Transcript {
 fn encode(stored: &Stored) -> Result<Bytes, OpError> {
     serde_json::to_vec(stored)
         .map(Bytes::from)
-        .map_err(|e| OpError::Unavailable(format!("cannot encode a session: {e}")))
-}
-
-fn unavailable(e: impl std::fmt::Display) -> OpError {
-    OpError::Unavailable(format!(
-        "the session store is unavailable: {e}; nothing changed"
-    ))
+        .map_err(|e| OpError::store(format!("cannot encode a session: {e}")))
 }
 
 /// A growing pause, with jitter so that waiters do not look in step.
@@ -692,7 +716,7 @@ impl Put {
     fn message(&self) -> String {
         match self {
             Put::Conflict => "the session changed meanwhile".into(),
-            Put::Failed(e) => e.to_string(),
+            Put::Failed(e) => e.detail(),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Parameters of the operations, as in the Genesys Web Services API:
-//! each read from the request body and checked (type, emptiness, length),
-//! with an error that names the parameter. Unknown parameters are ignored.
+//! Parameters of the operations, as in the Genesys Web Services API: the
+//! request body as a JSON object, then each parameter read from it and
+//! checked (type, emptiness, length), with an error that names the
+//! parameter. Unknown parameters are ignored.
 
 use serde_json::{Map, Value};
 
@@ -23,6 +24,15 @@ pub enum ParticipantRef {
     Id(String),
     /// A `targetUri` / `targetPath` of a user.
     User(String),
+}
+
+/// The request body as a JSON object.
+pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, OpError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(OpError::bad("the body must be a JSON object")),
+        Err(e) => Err(OpError::bad(format!("the body is not valid JSON: {e}"))),
+    }
 }
 
 pub fn target(body: &Map<String, Value>) -> Result<String, OpError> {

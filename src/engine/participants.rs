@@ -49,7 +49,7 @@ pub fn resolve(
     let Some(t) = op.target() else {
         return Ok(Resolved::None);
     };
-    match dir.resolve(t).map_err(OpError::BadRequest)? {
+    match dir.resolve(t)? {
         Target::User(a) => Ok(Resolved::User(Candidate {
             user: a.id.clone(),
             nickname: a.nickname.clone(),
@@ -154,7 +154,7 @@ pub fn remove_participant(
 ) -> Result<(), OpError> {
     let found = match who {
         ParticipantRef::Id(id) => d.next.member(id).cloned(),
-        ParticipantRef::User(t) => match d.ctx.dir.resolve(t).map_err(OpError::BadRequest)? {
+        ParticipantRef::User(t) => match d.ctx.dir.resolve(t)? {
             Target::User(a) => d.next.agent(&a.id).cloned(),
             Target::Queue(_) => return Err(OpError::bad("a queue is not a participant")),
         },

@@ -16,25 +16,26 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::error::OpError;
+use super::params;
 use super::participants::{self, Resolved};
 use super::record::{Member, SessionRecord};
-use super::{customer, new_id, now_ms, Ctx, Engine, Op};
-use crate::auth::Role;
-use crate::http::{authenticate, AppState, SharedState};
+use super::{customer, new_id, now_ms, Ctx, Engine, EngineState, Op};
+use crate::auth::{roles, AuthError, Authenticated};
 use crate::metrics::refusal;
 use crate::model::{Message, Visibility};
+use crate::publisher::Publisher;
 
 /// Largest request body of an engine route.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Every engine route (mounted for roles `all` and `engine`).
-pub fn router() -> Router<SharedState> {
+/// Every engine route (mounted, with its state, for roles `all` and
+/// `engine`).
+pub fn router() -> Router<EngineState> {
     Router::new()
         .route("/api/v2/me/facebooksessions", get(my_sessions))
         .route(
@@ -49,31 +50,14 @@ pub fn router() -> Router<SharedState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// The engine of this process (absent in the gateway role).
-pub(super) fn engine_of(state: &AppState) -> Result<Arc<Engine>, OpError> {
-    state
-        .engine
-        .clone()
-        .ok_or_else(|| OpError::NotFound("this process runs no session engine".into()))
-}
-
-/// The request body as a JSON object.
-pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, OpError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(OpError::bad("the body must be a JSON object")),
-        Err(e) => Err(OpError::bad(format!("the body is not valid JSON: {e}"))),
-    }
-}
-
 async fn operate(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::Agent>, AuthError>,
     body: Bytes,
 ) -> Result<Json<Value>, OpError> {
-    let agent = authenticate(&state, &headers, None, &[Role::Agent])?;
-    let engine = engine_of(&state)?;
+    let agent = caller?.principal;
+    let engine = &state.engine;
     if let Err(wait) = engine
         .operation_limiter
         .check(agent.sub.clone(), Instant::now())
@@ -85,7 +69,7 @@ async fn operate(
             secs,
         ));
     }
-    let body = json_object(&body)?;
+    let body = params::json_object(&body)?;
     let name = Op::name_of(&body)?;
     let parsed = Op::parse(name, &body);
     let reference_id = engine.next_reference().await?;
@@ -96,7 +80,7 @@ async fn operate(
         parsed,
         reference_id,
     };
-    tokio::spawn(run(state, engine, request))
+    tokio::spawn(run(state.publisher.clone(), engine.clone(), request))
         .await
         .map_err(|_| OpError::Unavailable("the operation was aborted".into()))??;
     Ok(Json(
@@ -115,7 +99,7 @@ struct Request {
     reference_id: u64,
 }
 
-async fn run(state: SharedState, engine: Arc<Engine>, req: Request) -> Result<(), OpError> {
+async fn run(publisher: Publisher, engine: Arc<Engine>, req: Request) -> Result<(), OpError> {
     let routes = req.parsed.as_ref().is_ok_and(|op| op.target().is_some());
     let _routing = if routes {
         Some(engine.routing.lock().await)
@@ -145,7 +129,7 @@ async fn run(state: SharedState, engine: Arc<Engine>, req: Request) -> Result<()
     };
     engine
         .store
-        .apply(&req.session, operation, state.as_ref())
+        .apply(&req.session, operation, &publisher)
         .await
 }
 
@@ -179,11 +163,11 @@ fn not_capable(record: &SessionRecord, me: &Member, name: &str) -> OpError {
 }
 
 async fn my_sessions(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(state): State<EngineState>,
+    caller: Result<Authenticated<roles::Agent>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
-    let agent = authenticate(&state, &headers, None, &[Role::Agent])?;
-    let engine = engine_of(&state)?;
+    let agent = caller?.principal;
+    let engine = &state.engine;
     let sessions: Vec<_> = engine
         .store
         .sessions_of(&agent.sub)
@@ -197,12 +181,12 @@ async fn my_sessions(
 }
 
 async fn one_session(
-    State(state): State<SharedState>,
+    State(state): State<EngineState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Result<Authenticated<roles::Agent>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
-    let agent = authenticate(&state, &headers, None, &[Role::Agent])?;
-    let engine = engine_of(&state)?;
+    let agent = caller?.principal;
+    let engine = &state.engine;
     let record = engine
         .store
         .get(&id)
@@ -221,11 +205,11 @@ async fn one_session(
 }
 
 async fn users(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(state): State<EngineState>,
+    caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
-    authenticate(&state, &headers, None, &[Role::Agent, Role::Supervisor])?;
-    let engine = engine_of(&state)?;
+    caller?;
+    let engine = &state.engine;
     let dir = &engine.directory;
     let users: Vec<Value> = dir
         .agents()
@@ -243,11 +227,11 @@ async fn users(
 }
 
 async fn queues(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(state): State<EngineState>,
+    caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
-    authenticate(&state, &headers, None, &[Role::Agent, Role::Supervisor])?;
-    let engine = engine_of(&state)?;
+    caller?;
+    let engine = &state.engine;
     let dir = &engine.directory;
     let queues: Vec<Value> = dir
         .queues()

@@ -38,7 +38,8 @@ use super::error::OpError;
 use super::record::SessionRecord;
 use crate::model::{Message, Notification};
 
-/// Where an applied change's notifications go (the bus, via `AppState`).
+/// Where an applied change's notifications go (the bus, through a
+/// `Publisher`).
 pub trait Publish: Send + Sync {
     /// Publishes a batch in order; `Err` means none may be assumed
     /// delivered.
@@ -85,7 +86,7 @@ impl Store {
         match self {
             Store::Memory(s) => s.get(id).await,
             Store::Nats(s) => s.get(id).await.unwrap_or_else(|e| {
-                tracing::warn!(session = %id, error = %e, "cannot read a session");
+                tracing::warn!(session = %id, error = %e.detail(), "cannot read a session");
                 None
             }),
         }
@@ -124,7 +125,7 @@ impl Store {
         match self {
             Store::Memory(s) => s.messages(id).await,
             Store::Nats(s) => s.messages(id).await.unwrap_or_else(|e| {
-                tracing::warn!(session = %id, error = %e, "cannot read a transcript");
+                tracing::warn!(session = %id, error = %e.detail(), "cannot read a transcript");
                 Vec::new()
             }),
         }

@@ -104,9 +104,15 @@ fn agents_get_the_bytes_as_received_and_customers_their_view() {
     h.dispatch(2, &secret);
     h.dispatch(3, &line("s", 2, "All", 0));
     let f = agent.inbox.try_recv().unwrap().frame;
-    assert!(f.bytes().as_str().ends_with(&format!("\"data\":{}}}", joined("s", "u1", "Chatting").raw())));
+    assert!(f.bytes().as_str().ends_with(&format!(
+        "\"data\":{}}}",
+        joined("s", "u1", "Chatting").raw()
+    )));
     let f = agent.inbox.try_recv().unwrap().frame;
-    assert!(f.bytes().as_str().contains(secret.raw()), "unchanged for agents");
+    assert!(
+        f.bytes().as_str().contains(secret.raw()),
+        "unchanged for agents"
+    );
     assert!(agent.inbox.try_recv().is_some());
     // The customer had the state in its snapshot; the INT line never.
     assert_eq!(ids(customer.backlog.by_ref()), ["1"]);
@@ -228,7 +234,10 @@ fn the_budget_holds_in_total_and_evicts_the_oldest_first() {
     assert!(stats.retained_frames > 4, "{stats:?}");
     // The newest are kept, the oldest went: resumes near the end work,
     // from the start they do not.
-    let a = agent_attachment(h.attach(&Party::Agent("u".into()), resume(&(seq - 4).to_string())).unwrap());
+    let a = agent_attachment(
+        h.attach(&Party::Agent("u".into()), resume(&(seq - 4).to_string()))
+            .unwrap(),
+    );
     assert!(a.resumed);
     assert_eq!(ids(a.backlog).len(), 4);
     let a = agent_attachment(h.attach(&Party::Agent("u".into()), resume("5")).unwrap());
@@ -290,8 +299,15 @@ fn what_was_committed_before_the_registration_is_in_the_snapshot_and_after_it_in
     let frames: Vec<AgentFrame> = a.backlog.by_ref().collect();
     let last: Value = serde_json::from_str(frames.last().unwrap().bytes().as_str()).unwrap();
     assert_eq!(last["id"], "2");
-    assert_eq!(last["data"]["messages"].as_array().unwrap().len(), 1, "cut at 2");
-    assert_eq!(ids(std::iter::from_fn(|| a.inbox.try_recv().map(|q| q.frame))), ["3"]);
+    assert_eq!(
+        last["data"]["messages"].as_array().unwrap().len(),
+        1,
+        "cut at 2"
+    );
+    assert_eq!(
+        ids(std::iter::from_fn(|| a.inbox.try_recv().map(|q| q.frame))),
+        ["3"]
+    );
 }
 
 #[test]
@@ -302,7 +318,10 @@ fn redeliveries_are_ignored() {
     h.dispatch(1, &joined("s", "u", "Chatting"));
     h.dispatch(2, &line("s", 1, "All", 0));
     h.dispatch(2, &line("s", 1, "All", 0));
-    assert_eq!(ids(std::iter::from_fn(|| a.inbox.try_recv().map(|q| q.frame))), ["1", "2"]);
+    assert_eq!(
+        ids(std::iter::from_fn(|| a.inbox.try_recv().map(|q| q.frame))),
+        ["1", "2"]
+    );
 }
 
 #[test]

@@ -22,13 +22,11 @@
 pub mod upgrade;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -39,13 +37,15 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::{Principal, Role};
+use crate::auth::{roles, Authenticated, Principal, Role};
+use crate::client_addr::ClientAddr;
+use crate::error::AppError;
 use crate::frame::Frame;
-use crate::http::{authenticate, AppError, SharedState};
 use crate::hub::{AttachError, Attached, Attachment, Backlog, Party, Registration, Resume};
 use crate::limits::AddressPermit;
 use crate::metrics::refusal;
 use crate::outbox::{EndSignal, Ended, Inbox, Queued};
+use crate::state::SharedState;
 use upgrade::{send_text, Socket, WsUpgrade};
 pub use upgrade::{READ_BUFFER, WRITE_BUFFER};
 
@@ -71,48 +71,33 @@ pub mod close {
     pub const TOKEN_EXPIRED: u16 = 4001;
 }
 
+/// The token may come as `access_token` too (see `auth::roles::Subscriber`).
 #[derive(Deserialize)]
 pub struct WsQuery {
-    access_token: Option<String>,
     since: Option<String>,
     epoch: Option<String>,
 }
 
 pub async fn ws_handler(
     State(state): State<SharedState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
-    ws: Result<WsUpgrade, upgrade::UpgradeError>,
+    ws: WsUpgrade,
+    // Last, so that a request that is no upgrade is refused as before.
+    Authenticated { principal, .. }: Authenticated<roles::Subscriber>,
 ) -> Response {
-    let principal = match authenticate(
-        &state,
-        &headers,
-        q.access_token.as_deref(),
-        &[Role::Agent, Role::Customer, Role::Supervisor],
-    ) {
-        Ok(p) => p,
-        Err(e) => return AppError::from(e).into_response(),
-    };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(e) => return e.into_response(),
-    };
     if !origin_allowed(&state.config.allowed_origins, &headers) {
         state.metrics.auth_rejects.inc("origin");
         tracing::debug!("origin refused");
         return AppError::Forbidden("origin not allowed".into()).into_response();
     }
-    let permit = match peer {
-        Some(Extension(ConnectInfo(addr))) => match state.address_limiter.try_acquire(addr.ip()) {
-            Some(p) => Some(p),
-            None => {
-                state.metrics.refusals.inc(refusal::PER_ADDRESS);
-                return AppError::TooManyRequests("too many connections from this address".into())
-                    .into_response();
-            }
-        },
-        None => None,
+    // Held for the connection's life; released when its task ends.
+    let Some(permit) = state.address_limiter.try_acquire(client) else {
+        state.metrics.refusals.inc(refusal::PER_ADDRESS);
+        tracing::debug!(%client, "too many connections from this address");
+        return AppError::TooManyRequests("too many connections from this address".into())
+            .into_response();
     };
     let party = party_of(&principal);
     wait_for_history(&state, &party, q.since.as_deref()).await;
@@ -150,12 +135,12 @@ pub async fn ws_handler(
                 match attached {
                     Attached::Agent(a) => {
                         Connection::new(socket, a, principal, state)
-                            .run(permit)
+                            .run(Some(permit))
                             .await
                     }
                     Attached::Customer(a) => {
                         Connection::new(socket, a, principal, state)
-                            .run(permit)
+                            .run(Some(permit))
                             .await
                     }
                 }

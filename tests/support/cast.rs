@@ -58,4 +58,3 @@ impl Cast {
 pub fn is_agent_only(i: u64) -> bool {
     i.is_multiple_of(3)
 }
-

@@ -88,7 +88,9 @@ impl TargetArgs {
         match (self.target, &self.secret) {
             (Target::Bare, _) => Ok(None),
             (Target::Chatgate, Some(secret)) => {
-                chatgate::auth::Authenticator::new(secret.as_bytes(), None).map(Some)
+                chatgate::auth::Authenticator::new(secret.as_bytes(), None)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
             }
             (Target::Chatgate, None) => Err(
                 "a secret is needed to mint tokens: --secret or CHATGATE_JWT_SECRET (the server's)"
