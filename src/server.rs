@@ -54,8 +54,13 @@ impl Server {
         let hub = Hub::new(config.hub(), config.max_connections, metrics.clone());
         let address_limiter = AddressLimiter::new(config.max_connections_per_address);
         let (bus, feed) = if config.bus.is_some() {
-            let bus = NatsBus::connect(&config, metrics.clone()).await?;
-            let feed = bus.feed(&config, &hub, metrics.clone()).await?;
+            let bus = NatsBus::connect(&config, metrics.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let feed = bus
+                .feed(&config, &hub, metrics.clone())
+                .await
+                .map_err(|e| e.to_string())?;
             (Bus::Nats(Box::new(bus)), feed)
         } else {
             let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);

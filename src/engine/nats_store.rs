@@ -153,7 +153,8 @@ impl NatsStore {
             "chatgate engine: session records",
             config.nats.nats_replicas,
         )
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
         let events = bus
             .jetstream()
             .get_stream(&config.nats_stream)
