@@ -2,7 +2,6 @@
 //! or, as `chatgate load ...`, runs the load generator against a server.
 
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use chatgate::config::{Config, LogFormat};
@@ -69,8 +68,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve(config: Config) -> Result<(), String> {
     config.validate()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = chatgate::listen::bind(config.listen, config.listen_backlog)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let dev = config.dev_mode();
