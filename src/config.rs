@@ -84,6 +84,13 @@ pub struct Config {
     #[arg(long, env = "CHATGATE_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
 
+    /// Connections the kernel may hold, accepted but not yet taken by
+    /// chatgate (the listen(2) backlog), so that a failover storm of
+    /// reconnecting clients is not dropped and retried. The kernel caps it
+    /// at net.core.somaxconn (4096 by default on Linux 5.4 and later).
+    #[arg(long, env = "CHATGATE_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+
     /// HS256 secret for tokens. Without one, on a loopback address only,
     /// dev mode mints demo tokens at /dev/token.
     #[arg(long, env = "CHATGATE_JWT_SECRET", hide_env_values = true)]

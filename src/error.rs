@@ -75,10 +75,9 @@ pub enum StartError {
     Directory(#[from] DirectoryError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Connecting to the bus or opening its stream (the bus reports its
-    /// start-up errors as text).
-    #[error("{0}")]
-    Bus(String),
+    /// Connecting to the bus or opening its stream.
+    #[error(transparent)]
+    Bus(#[from] crate::bus::nats::NatsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,

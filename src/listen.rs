@@ -1,5 +1,6 @@
-//! The HTTP/1.1 listener: accepts TCP connections and serves the router on
-//! each with hyper.
+//! The HTTP/1.1 listener: binds the socket ([`bind`], with the configured
+//! backlog), accepts TCP connections and serves the router on each with
+//! hyper.
 //!
 //! Owns what `axum::serve` does (WebSocket upgrades, the peer address as
 //! `ConnectInfo<SocketAddr>`, graceful shutdown) plus the handshake
@@ -21,12 +22,32 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::metrics::{refusal, Metrics};
+
+/// Binds `addr` and listens with room for `backlog` connections not yet
+/// accepted (`CHATGATE_LISTEN_BACKLOG`; the kernel caps it at
+/// net.core.somaxconn). A failover moves every client of a gateway to the
+/// others at once; with a short queue (`TcpListener::bind` of std and
+/// tokio asks for 128) the kernel drops connections past it, and they come
+/// back only after a SYN retransmission, a second or more later.
+/// Must be called within a tokio runtime.
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As std and tokio do: a restarted server binds its port at once
+    // while connections of the previous one are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops
 /// accepting and waits for in-flight HTTP requests to finish (upgraded

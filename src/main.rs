@@ -3,7 +3,6 @@
 //! load generator is `chatgate-load`, in tools/.)
 
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use chatgate::config::{Config, LogFormat};
@@ -58,11 +57,12 @@ async fn main() -> std::process::ExitCode {
 
 async fn serve(config: Config) -> Result<(), StartError> {
     config.validate()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
+    let listener =
+        chatgate::listen::bind(config.listen, config.listen_backlog).map_err(|source| {
+            StartError::Listen {
+                addr: config.listen,
+                source,
+            }
         })?;
     let addr = listener.local_addr().map_err(StartError::LocalAddr)?;
     let dev = config.dev_mode();

@@ -58,20 +58,14 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let address_limiter = AddressLimiter::new(config.max_connections_per_address);
         let (bus, hub, feed) = if config.bus.is_some() {
-            // The bus reports its errors as text (src/bus).
-            let bus = NatsBus::connect(&config, metrics.clone())
-                .await
-                .map_err(StartError::Bus)?;
+            let bus = NatsBus::connect(&config, metrics.clone()).await?;
             let hub = Hub::new(
                 config.hub(),
                 config.max_connections,
                 metrics.clone(),
-                bus.epoch().await.map_err(StartError::Bus)?,
+                bus.epoch(),
             );
-            let feed = bus
-                .feed(&config, &hub, metrics.clone())
-                .await
-                .map_err(StartError::Bus)?;
+            let feed = bus.feed(&config, &hub, metrics.clone()).await?;
             (Bus::Nats(Box::new(bus)), hub, feed)
         } else {
             let (bus, deliveries) = MemoryBus::new(MEMORY_BUS_CAPACITY);

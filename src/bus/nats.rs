@@ -38,10 +38,22 @@
 //! same on every node too. A client that was on gateway A resumes on
 //! gateway B with `since`: B retains the same frames under the same ids (it
 //! first waits, up to `CHATGATE_RESUME_WAIT_MS`, to reach an id A was ahead
-//! with). When NATS goes away the consumer is recreated from the hub's
-//! last sequence + 1 once it is back; redeliveries are ignored by the hub,
-//! so nothing is lost or repeated. A malformed event is logged, counted and
-//! skipped.
+//! with). A malformed event is logged, counted and skipped.
+//!
+//! # Recovering from a NATS restart
+//!
+//! The consumer lives on the NATS server; a server that restarts has lost
+//! it, and the client library only notices after missed heartbeats and
+//! its own retries (10 s or more). So the feed drops the consumer and
+//! creates a new one from the last sequence it consumed + 1 as soon as the
+//! connection comes back (the client's `Connected` event moves
+//! `Link`'s connection count, which the feed watches), within a few
+//! milliseconds of NATS accepting clients again. A watchdog covers any
+//! other way a consumer can go quiet: while nothing arrives it compares,
+//! every 250 ms, the stream's last sequence with what it consumed, and
+//! recreates the consumer when the stream has been ahead for 500 ms. A
+//! recreated consumer may deliver again what was already dispatched; the
+//! hub ignores a sequence it has seen, so nothing is lost or repeated.
 //!
 //! # Starting without replaying history: checkpoints
 //!
@@ -70,19 +82,29 @@
 //! # Readiness
 //!
 //! [`NatsBus::is_ready`] (so `/readyz`) is false while the connection to
-//! NATS is down and, on a gateway, until it has caught up with the stream
-//! as it was when it started.
+//! NATS is down and, on a gateway, while it consumes nothing it should:
+//! from start-up until it has caught up with the stream as it was then,
+//! and from a disconnection until the consumer recreated after it has
+//! delivered what the stream held when it was recreated (usually a few
+//! milliseconds after NATS is back).
+//!
+//! # Epoch
+//!
+//! [`NatsBus::epoch`] names the stream's numbering (SPEC 3): it is derived
+//! from the stream's creation time, so every gateway and every restart
+//! sees the same one, and a stream deleted and created again has a new one.
 
 pub mod checkpoint;
 pub mod feed;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
+use async_nats::jetstream::context::{CreateStreamError, GetStreamError, KeyValueError};
 use async_nats::jetstream::{self, kv, message::PublishMessage, stream};
 use bytes::Bytes;
+use tokio::sync::watch;
 
 use super::BusError;
 use crate::config::{Config, RoleSetting};
@@ -92,6 +114,49 @@ use crate::metrics::Metrics;
 
 pub use feed::Feed;
 
+/// Why the bus could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("CHATGATE_NATS_STREAM {0:?}: use letters, digits, '-' and '_' only")]
+    StreamName(String),
+    #[error(
+        "CHATGATE_NATS_PREFIX {0:?}: use dot-separated tokens of letters, digits, '-' and '_'"
+    )]
+    Prefix(String),
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot create or update the JetStream stream {stream}: {source}")]
+    CreateStream {
+        stream: String,
+        source: CreateStreamError,
+    },
+    #[error("cannot read the stream {stream}: {source}")]
+    GetStream {
+        stream: String,
+        source: GetStreamError,
+    },
+    #[error("cannot create or update the KV bucket {bucket}: {source}")]
+    CreateBucket {
+        bucket: String,
+        source: CreateStreamError,
+    },
+    #[error("cannot open the KV bucket {bucket}: {source}")]
+    OpenBucket {
+        bucket: String,
+        source: KeyValueError,
+    },
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+}
+
+/// The first pause between two attempts to connect to NATS.
+const RECONNECT_FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between two attempts to connect to NATS.
+const RECONNECT_MAX_PAUSE: Duration = Duration::from_millis(500);
+
 /// A process's connection to the JetStream bus.
 #[derive(Clone)]
 pub struct NatsBus {
@@ -99,17 +164,98 @@ pub struct NatsBus {
     js: jetstream::Context,
     stream: String,
     prefix: String,
-    /// False on a gateway until it has caught up with the stream.
-    caught_up: Arc<AtomicBool>,
+    link: Arc<Link>,
+    /// The stream's epoch, read at connect.
+    epoch: String,
+}
+
+/// What the connection's events tell the feed and `/readyz`.
+pub(crate) struct Link {
+    /// The current connection; the feed watches it and recreates its
+    /// consumer when a new one begins. One value, so that a consumer of an
+    /// earlier connection can never mark a later one caught up.
+    connection: watch::Sender<Connection>,
+    /// Whether this process consumes the stream (a gateway).
+    consumes: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Connection {
+    /// Counts connections to NATS, the first one included.
+    pub(crate) number: u64,
+    /// Whether the consumer created on this connection has caught up with
+    /// the stream (always true where nothing consumes it).
+    caught_up: bool,
+}
+
+impl Link {
+    fn new(consumes: bool) -> Self {
+        Self {
+            connection: watch::Sender::new(Connection {
+                number: 0,
+                caught_up: !consumes,
+            }),
+            consumes,
+        }
+    }
+
+    /// A new connection: the consumer of the previous one is gone (or may
+    /// be), so a gateway is not caught up until its new one is.
+    fn on_connected(&self) {
+        let consumes = self.consumes;
+        self.connection.send_modify(|c| {
+            c.number += 1;
+            c.caught_up &= !consumes;
+        });
+    }
+
+    fn on_disconnected(&self) {
+        // No new connection yet: the feed is not told (it waits for one).
+        let consumes = self.consumes;
+        self.connection.send_if_modified(|c| {
+            c.caught_up &= !consumes;
+            false
+        });
+    }
+
+    /// The number of the current connection.
+    pub(crate) fn connection(&self) -> u64 {
+        self.connection.borrow().number
+    }
+
+    /// A receiver that sees every new connection.
+    pub(crate) fn watch_connections(&self) -> watch::Receiver<Connection> {
+        self.connection.subscribe()
+    }
+
+    /// Marks the gateway caught up, unless `connection` (the one its
+    /// consumer was created on) is no longer the current one.
+    pub(crate) fn mark_caught_up(&self, connection: u64) {
+        let mut marked = false;
+        self.connection.send_if_modified(|c| {
+            marked = c.number == connection && !c.caught_up;
+            c.caught_up |= marked;
+            false
+        });
+        if marked {
+            tracing::info!(connection, "gateway caught up with the stream");
+        }
+    }
+
+    fn is_caught_up(&self) -> bool {
+        self.connection.borrow().caught_up
+    }
 }
 
 impl NatsBus {
-    /// Connects to `CHATGATE_BUS` and creates or updates the stream.
-    pub async fn connect(config: &Config, metrics: Arc<Metrics>) -> Result<Self, String> {
+    /// Connects to `CHATGATE_BUS`, creates or updates the stream and reads
+    /// its epoch.
+    pub async fn connect(config: &Config, metrics: Arc<Metrics>) -> Result<Self, NatsError> {
         let url = config.bus.as_deref().unwrap_or_default();
         check_names(&config.nats_stream, &config.nats_prefix)?;
         let timeout = Duration::from_secs(config.nats.nats_timeout_secs.max(1));
-        let connected_once = Arc::new(AtomicBool::new(false));
+        let link = Arc::new(Link::new(config.role.serves_clients()));
+        let events = link.clone();
         let client = async_nats::ConnectOptions::new()
             .name(format!("chatgate-{}", role_name(config.role)))
             .connection_timeout(timeout)
@@ -117,30 +263,40 @@ impl NatsBus {
             .max_reconnects(None)
             .reconnect_delay_callback(reconnect_delay)
             .event_callback(move |event| {
-                let (metrics, connected_once) = (metrics.clone(), connected_once.clone());
-                async move { on_event(event, &metrics, &connected_once) }
+                let (metrics, link) = (metrics.clone(), events.clone());
+                async move { on_event(event, &metrics, &link) }
             })
             .connect(url)
             .await
-            .map_err(|e| format!("cannot connect to NATS at {url}: {e}"))?;
+            .map_err(|source| NatsError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
         let js = jetstream::context::ContextBuilder::new()
             .timeout(timeout)
             .build(client.clone());
-        js.create_or_update_stream(stream_config(config))
+        let info = js
+            .create_or_update_stream(stream_config(config))
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot create or update the JetStream stream {}: {e}",
-                    config.nats_stream
-                )
+            .map_err(|source| NatsError::CreateStream {
+                stream: config.nats_stream.clone(),
+                source,
             })?;
         Ok(Self {
             client,
             js,
             stream: config.nats_stream.clone(),
             prefix: config.nats_prefix.clone(),
-            caught_up: Arc::new(AtomicBool::new(!config.role.serves_clients())),
+            link,
+            epoch: epoch_of(info.created),
         })
+    }
+
+    /// The epoch of the stream's numbering (SPEC 3): the same on every
+    /// process and across restarts of chatgate and NATS, new when the
+    /// stream is created again.
+    pub fn epoch(&self) -> String {
+        self.epoch.clone()
     }
 
     /// What feeds this process's hub: for a gateway, its checkpoints are
@@ -150,7 +306,7 @@ impl NatsBus {
         config: &Config,
         hub: &Hub,
         metrics: Arc<Metrics>,
-    ) -> Result<super::Feed, String> {
+    ) -> Result<super::Feed, NatsError> {
         if !config.role.serves_clients() {
             return Ok(super::Feed::None);
         }
@@ -162,13 +318,17 @@ impl NatsBus {
             "gateway restored from checkpoints"
         );
         hub.restore(watermark, sessions);
-        let stream = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| format!("cannot read the stream {}: {e}", self.stream))?;
+        let connection = self.link.connection();
+        let stream =
+            self.js
+                .get_stream(&self.stream)
+                .await
+                .map_err(|source| NatsError::GetStream {
+                    stream: self.stream.clone(),
+                    source,
+                })?;
         if stream.cached_info().state.last_sequence <= hub.last_seq() {
-            self.mark_caught_up();
+            self.link.mark_caught_up(connection);
         }
         Ok(super::Feed::Nats(Box::new(Feed::new(
             self.clone(),
@@ -217,21 +377,13 @@ impl NatsBus {
         Ok(())
     }
 
-    /// The epoch of the stream's sequences: its creation time, the same on
-    /// every gateway and across restarts, new when the stream is created
-    /// again.
-    pub async fn epoch(&self) -> Result<String, String> {
-        let stream = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| format!("cannot read the stream {}: {e}", self.stream))?;
-        let created = stream.cached_info().created.unix_timestamp_nanos();
-        Ok(format!("n{created:x}"))
+    /// Connected and, on a gateway, consuming what it should (module doc).
+    pub fn is_ready(&self) -> bool {
+        self.is_connected() && self.link.is_caught_up()
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.client.connection_state() == State::Connected && self.caught_up.load(Ordering::Relaxed)
+    pub(crate) fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
     }
 
     pub fn jetstream(&self) -> &jetstream::Context {
@@ -243,11 +395,15 @@ impl NatsBus {
         format!("{}.sessions.{}", self.prefix, token(session))
     }
 
-    pub(crate) fn mark_caught_up(&self) {
-        if !self.caught_up.swap(true, Ordering::Relaxed) {
-            tracing::info!("gateway caught up with the stream");
-        }
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
     }
+}
+
+/// The epoch named by a stream's creation time: `n` and its nanoseconds
+/// since 1970 in lowercase hex.
+fn epoch_of(created: async_nats::datetime::DateTime) -> String {
+    format!("n{:x}", created.unix_timestamp_nanos())
 }
 
 /// The stream as the settings describe it.
@@ -277,7 +433,7 @@ pub async fn open_bucket(
     bucket: &str,
     description: &str,
     replicas: usize,
-) -> Result<kv::Store, String> {
+) -> Result<kv::Store, NatsError> {
     js.create_or_update_stream(stream::Config {
         name: format!("KV_{bucket}"),
         description: Some(description.into()),
@@ -294,10 +450,16 @@ pub async fn open_bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| format!("cannot create or update the KV bucket {bucket}: {e}"))?;
+    .map_err(|source| NatsError::CreateBucket {
+        bucket: bucket.to_owned(),
+        source,
+    })?;
     js.get_key_value(bucket)
         .await
-        .map_err(|e| format!("cannot open the KV bucket {bucket}: {e}"))
+        .map_err(|source| NatsError::OpenBucket {
+            bucket: bucket.to_owned(),
+            source,
+        })
 }
 
 /// `s` as one subject token or KV key segment: bytes outside
@@ -316,21 +478,17 @@ pub fn token(s: &str) -> String {
 
 /// Stream and bucket names are one token of `[A-Za-z0-9_-]`; the prefix is
 /// dot-separated tokens of the same.
-fn check_names(stream: &str, prefix: &str) -> Result<(), String> {
+fn check_names(stream: &str, prefix: &str) -> Result<(), NatsError> {
     let plain = |t: &str| {
         !t.is_empty()
             && t.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
     if !plain(stream) {
-        return Err(format!(
-            "CHATGATE_NATS_STREAM {stream:?}: use letters, digits, '-' and '_' only"
-        ));
+        return Err(NatsError::StreamName(stream.to_owned()));
     }
     if !prefix.split('.').all(plain) {
-        return Err(format!(
-            "CHATGATE_NATS_PREFIX {prefix:?}: use dot-separated tokens of letters, digits, '-' and '_'"
-        ));
+        return Err(NatsError::Prefix(prefix.to_owned()));
     }
     Ok(())
 }
@@ -343,26 +501,33 @@ fn role_name(role: RoleSetting) -> &'static str {
     }
 }
 
-/// Connect at once, reconnect quickly at first, then every two seconds at
-/// most.
+/// The pause before connection attempt number `attempts` (from 1): the
+/// first at once, then 100, 200, 400 ms, then every 500 ms, so that a
+/// gateway is back within half a second of NATS (a refused attempt costs
+/// NATS nothing, and an attempt it accepts is one connection).
 fn reconnect_delay(attempts: usize) -> Duration {
     if attempts <= 1 {
         return Duration::ZERO;
     }
-    let exp = u32::try_from(attempts.min(5)).unwrap_or(5);
-    Duration::from_millis(100 * 2u64.pow(exp)).min(Duration::from_secs(2))
+    let exp = u32::try_from(attempts - 2).unwrap_or(u32::MAX).min(3);
+    (RECONNECT_FIRST_PAUSE * 2u32.pow(exp)).min(RECONNECT_MAX_PAUSE)
 }
 
-/// Logs connection events and counts reconnections.
-fn on_event(event: async_nats::Event, metrics: &Metrics, connected_once: &AtomicBool) {
+/// Logs connection events, counts reconnections and tells the feed and
+/// readiness (`link`).
+fn on_event(event: async_nats::Event, metrics: &Metrics, link: &Link) {
     match event {
         async_nats::Event::Connected => {
-            if connected_once.swap(true, Ordering::Relaxed) {
+            if link.connection() > 0 {
                 metrics.bus_reconnects.inc();
                 tracing::info!("reconnected to NATS");
             }
+            link.on_connected();
         }
-        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+        async_nats::Event::Disconnected => {
+            link.on_disconnected();
+            tracing::warn!("disconnected from NATS");
+        }
         other => tracing::warn!(event = %other, "NATS"),
     }
 }
@@ -392,5 +557,49 @@ mod tests {
         assert!(check_names("A.B", "x").is_err());
         assert!(check_names("A", "x..y").is_err());
         assert!(check_names("A", "x.*").is_err());
+    }
+
+    #[test]
+    fn reconnecting_is_quick_and_bounded() {
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), RECONNECT_FIRST_PAUSE);
+        assert!(reconnect_delay(3) > reconnect_delay(2));
+        assert_eq!(reconnect_delay(usize::MAX), RECONNECT_MAX_PAUSE);
+    }
+
+    #[test]
+    fn an_epoch_names_a_creation_time() {
+        let created = time::macros::datetime!(2024-05-01 12:00:00.000000001 UTC);
+        assert_eq!(
+            epoch_of(created),
+            format!("n{:x}", 1_714_564_800_000_000_001_i128)
+        );
+        let later = created + time::Duration::nanoseconds(1);
+        assert_ne!(epoch_of(later), epoch_of(created));
+    }
+
+    #[test]
+    fn a_reconnection_is_seen_and_unreadies_a_gateway() {
+        let link = Link::new(true);
+        let mut connections = link.watch_connections();
+        link.on_connected();
+        let first = link.connection();
+        link.mark_caught_up(first);
+        assert!(link.is_caught_up());
+        connections.mark_unchanged();
+        link.on_disconnected();
+        assert!(!link.is_caught_up(), "not ready from the disconnection");
+        link.on_connected();
+        assert!(connections.has_changed().unwrap());
+        link.mark_caught_up(first);
+        assert!(
+            !link.is_caught_up(),
+            "a consumer of an earlier connection does not make it ready"
+        );
+        link.mark_caught_up(link.connection());
+        assert!(link.is_caught_up());
+        let engine = Link::new(false);
+        engine.on_disconnected();
+        assert!(engine.is_caught_up(), "nothing to catch up on an engine");
     }
 }

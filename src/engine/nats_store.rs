@@ -134,7 +134,7 @@ impl Claim {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the session bucket: {0}")]
-    Bucket(String),
+    Bucket(#[source] crate::bus::nats::NatsError),
     #[error("cannot open the stream {stream}: {source}")]
     Stream {
         stream: String,
@@ -180,7 +180,6 @@ impl NatsStore {
             config.nats.nats_replicas,
         )
         .await
-        // The bus reports its errors as text (src/bus).
         .map_err(StoreError::Bucket)?;
         let events = bus
             .jetstream()

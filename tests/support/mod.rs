@@ -16,7 +16,7 @@ use chatgate::server::Server;
 use chatgate::state::SharedState;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -38,7 +38,9 @@ pub async fn start(tune: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config::for_tests();
     config.jwt_secret = Some(SECRET.into());
     tune(&mut config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Bound as the binary binds, with the configured backlog.
+    let listener =
+        chatgate::listen::bind(([127, 0, 0, 1], 0).into(), config.listen_backlog).unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Server::build(config, listener).await.unwrap();
     let state = server.state.clone();

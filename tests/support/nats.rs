@@ -55,6 +55,27 @@ impl NatsServer {
         }
     }
 
+    /// Stops the server with SIGTERM (its clean shutdown) and waits for
+    /// it, killing it after 10 s.
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+        // SAFETY: kill(2) on the PID of a child this struct spawned and has
+        // not reaped yet, so the PID cannot have been reused.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Starts the server again, same port and store.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -93,7 +114,7 @@ impl NatsServer {
                 "nats-server on port {} did not start",
                 self.port
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

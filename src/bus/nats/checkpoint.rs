@@ -19,7 +19,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{open_bucket, token};
+use super::{open_bucket, token, NatsError};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::session::SessionCheckpoint;
@@ -31,6 +31,43 @@ const WRITE_CONCURRENCY: usize = 32;
 const CAS_ATTEMPTS: usize = 4;
 /// Room left for headers under the server's largest message.
 const HEADER_ROOM: usize = 4096;
+
+/// Why checkpoints could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read checkpoints: {0}")]
+    Reader(#[from] async_nats::jetstream::stream::ConsumerError),
+    #[error("cannot read checkpoints: {0}")]
+    Reading(#[from] async_nats::jetstream::consumer::StreamError),
+    #[error("cannot read checkpoints: {0}")]
+    Delivery(#[from] pull::OrderedError),
+    #[error("a checkpoint without its stream metadata: {0}")]
+    Metadata(async_nats::Error),
+    #[error("timed out reading checkpoints")]
+    TimedOut,
+    #[error("the checkpoint reader ended")]
+    ReaderEnded,
+    #[error("cannot read {key}: {source}")]
+    Entry { key: String, source: kv::EntryError },
+    #[error("gave up after {CAS_ATTEMPTS} conflicts: {0}")]
+    Conflicts(WriteError),
+    #[error("session {id}: {source}")]
+    Session {
+        id: String,
+        source: Box<CheckpointError>,
+    },
+    #[error("the last round timed out")]
+    LastRoundTimedOut,
+}
+
+/// A compare-and-set write that did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Update(#[from] kv::UpdateError),
+    #[error(transparent)]
+    Create(#[from] kv::CreateError),
+}
 
 /// What this gateway last saw of a stored key.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +95,7 @@ pub struct Checkpoints {
 impl Checkpoints {
     /// Creates the bucket if missing (one value per key, no expiry: keys
     /// are deleted when their session is forgotten).
-    pub async fn open(js: &jetstream::Context, config: &Config) -> Result<Self, String> {
+    pub async fn open(js: &jetstream::Context, config: &Config) -> Result<Self, NatsError> {
         let bucket = format!("{}_CHECKPOINTS", config.nats_stream);
         let kv = open_bucket(
             js,
@@ -79,7 +116,7 @@ impl Checkpoints {
 
     /// Reads the watermark, then every checkpoint (in this order: values
     /// only move forward, so each checkpoint read covers the watermark).
-    pub async fn load(&mut self) -> Result<(u64, Vec<SessionCheckpoint>), String> {
+    pub async fn load(&mut self) -> Result<(u64, Vec<SessionCheckpoint>), CheckpointError> {
         self.watermark = read_known(&self.kv, WATERMARK).await?;
         let watermark = self.watermark.map_or(0, |k| k.seq);
         self.covered = watermark;
@@ -90,22 +127,17 @@ impl Checkpoints {
                 deliver_policy: DeliverPolicy::LastPerSubject,
                 ..Default::default()
             })
-            .await
-            .map_err(|e| format!("cannot read checkpoints: {e}"))?;
+            .await?;
         let mut left = consumer.cached_info().num_pending;
         let mut sessions = Vec::new();
         if left > 0 {
-            let mut messages = consumer
-                .messages()
-                .await
-                .map_err(|e| format!("cannot read checkpoints: {e}"))?;
+            let mut messages = consumer.messages().await?;
             while left > 0 {
                 let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
                     .await
-                    .map_err(|_| "timed out reading checkpoints".to_string())?
-                    .ok_or("the checkpoint reader ended")?
-                    .map_err(|e| format!("cannot read checkpoints: {e}"))?;
-                let info = message.info().map_err(|e| e.to_string())?;
+                    .map_err(|_| CheckpointError::TimedOut)?
+                    .ok_or(CheckpointError::ReaderEnded)??;
+                let info = message.info().map_err(CheckpointError::Metadata)?;
                 left = info.pending;
                 let revision = info.stream_sequence;
                 if message.payload.is_empty() {
@@ -144,7 +176,7 @@ impl Checkpoints {
             let result = if last {
                 tokio::time::timeout(Duration::from_secs(2), round)
                     .await
-                    .unwrap_or_else(|_| Err("the last round timed out".into()))
+                    .unwrap_or(Err(CheckpointError::LastRoundTimedOut))
             } else {
                 round.await
             };
@@ -159,7 +191,7 @@ impl Checkpoints {
 
     /// Saves every session changed since the last complete round, forgets
     /// sessions the hub forgot, then moves the watermark.
-    pub async fn round(&mut self, hub: &Hub) -> Result<(), String> {
+    pub async fn round(&mut self, hub: &Hub) -> Result<(), CheckpointError> {
         let covered = self.covered;
         let (watermark, changed) = hub.changed_since(covered);
         let mut failed = None;
@@ -181,7 +213,12 @@ impl Checkpoints {
                     Ok(known) => {
                         self.known.insert(id, known);
                     }
-                    Err(e) => failed = Some(format!("session {id}: {e}")),
+                    Err(e) => {
+                        failed = Some(CheckpointError::Session {
+                            id,
+                            source: Box::new(e),
+                        })
+                    }
                 }
             }
         }
@@ -247,41 +284,37 @@ async fn write_forward(
     bytes: Bytes,
     seq: u64,
     mut known: Option<Known>,
-) -> Result<Known, String> {
-    let mut last_error = String::new();
-    for _ in 0..CAS_ATTEMPTS {
+) -> Result<Known, CheckpointError> {
+    let mut attempts = 0;
+    loop {
         if let Some(k) = known.filter(|k| k.seq >= seq) {
             return Ok(k);
         }
-        let written = match known {
+        let written: Result<u64, WriteError> = match known {
             Some(k) => kv
                 .update(key, bytes.clone(), k.revision)
                 .await
-                .map_err(|e| e.to_string()),
-            None => kv
-                .create(key, bytes.clone())
-                .await
-                .map_err(|e| e.to_string()),
+                .map_err(Into::into),
+            None => kv.create(key, bytes.clone()).await.map_err(Into::into),
         };
+        attempts += 1;
         match written {
             Ok(revision) => return Ok(Known { revision, seq }),
-            Err(e) => {
-                last_error = e;
-                known = read_known(kv, key).await?;
-            }
+            Err(e) if attempts >= CAS_ATTEMPTS => return Err(CheckpointError::Conflicts(e)),
+            Err(_) => known = read_known(kv, key).await?,
         }
     }
-    Err(format!(
-        "gave up after {CAS_ATTEMPTS} conflicts: {last_error}"
-    ))
 }
 
 /// The stored revision and `seq` of `key`; a deleted key is at `seq` 0.
-async fn read_known(kv: &kv::Store, key: &str) -> Result<Option<Known>, String> {
+async fn read_known(kv: &kv::Store, key: &str) -> Result<Option<Known>, CheckpointError> {
     let entry = kv
         .entry(key)
         .await
-        .map_err(|e| format!("cannot read {key}: {e}"))?;
+        .map_err(|source| CheckpointError::Entry {
+            key: key.to_owned(),
+            source,
+        })?;
     Ok(entry.map(|e| Known {
         revision: e.revision,
         seq: match e.operation {
