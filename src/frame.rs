@@ -46,7 +46,7 @@ pub struct AgentFrame(Utf8Bytes);
 impl AgentFrame {
     /// The envelope of `data` (JSON text, the notification exactly as
     /// received or a snapshot assembled from such parts) under `id`.
-    pub(crate) fn new(id: &str, data: &str) -> Self {
+    pub fn new(id: &str, data: &str) -> Self {
         Self(envelope(id, data.len(), |out| out.push_str(data)))
     }
 }

@@ -3,17 +3,39 @@
 //! samples and generated notification streams never panic the upstream
 //! parser or the customer projection, bad input is always a clear error,
 //! and a batch with one bad item is refused as a whole, naming that item.
+//!
+//! The upstream's dialects too: visibility values other than the exact
+//! string `All` (`Agents`, `INT`, `VIP`, `ALL`, `all`, `""`, null, none, a
+//! number) on participants, messages and senders are agent-only; a key
+//! written twice, at any depth and in either order, refuses its item as
+//! ambiguous and never reaches a customer; an item over the frame bound
+//! is refused for its size, naming it.
 
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
+use bytes::Bytes;
+use chatgate::event::{Event, EventError};
+use chatgate::frame::{frame_len, Frame, MAX_ID_BYTES};
 use chatgate::ingest::{parse_batch, BatchError};
+use chatgate::session::SessionState;
+use chatgate::view::{self, CustomerCursor, Listing, Target};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-fn sample(name: &str) -> Value {
+/// The frame bound of `one_bad_item_refuses_the_batch_and_names_it` and
+/// of the projections (the default).
+const BOUND: usize = 512 << 10;
+/// A small frame bound every seed sample fits in.
+const SMALL_BOUND: usize = 8 << 10;
+
+fn sample_text(name: &str) -> String {
     let path = format!("{}/proto-samples/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn sample(name: &str) -> Value {
+    serde_json::from_str(&sample_text(name)).unwrap()
 }
 
 /// Every notification sample of `proto-samples/`, read once.
@@ -45,8 +67,13 @@ fn any_json() -> impl Strategy<Value = Value> {
         "messages",
         "participants",
         "visibility",
+        "userData",
         "All",
         "Agents",
+        "INT",
+        "VIP",
+        "ALL",
+        "all",
         "Customer",
         "Agent",
         "NewMessages",
@@ -121,28 +148,42 @@ fn edit(v: &mut Value, depth: usize, seed: u64, replacement: Value, remove: bool
     }
 }
 
-/// A participant: a customer or agent, visible or not, identified by one
-/// of a few ids (so that they collide across notifications).
+/// A visibility in one of the upstream's dialects (`None`: no visibility
+/// key at all); `All`, the only visible one, often enough that customers
+/// see something.
+fn visibility() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        3 => Just(Some(json!("All"))),
+        2 => prop::sample::select(checks::visibility_dialects().to_vec()),
+    ]
+}
+
+/// A participant: a customer or agent of any visibility dialect,
+/// identified by one of a few ids (so that they collide across
+/// notifications).
 fn participant() -> impl Strategy<Value = Value> {
-    (0..4u8, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(id, agent, hidden, path)| {
-        let mut p = json!({
-            "participantId": format!("P{id}"),
-            "id": format!("P{id}"),
-            "type": if agent { "Agent" } else { "Customer" },
-            "nickname": format!("nick-{id}"),
-            "visibility": if hidden { "Agents" } else { "All" },
-        });
-        if agent && path {
-            p["path"] = json!(format!("/users/U{id}"));
-            p["uri"] = json!(format!("http://upstream/api/v2/users/U{id}"));
-        }
-        p
-    })
+    (0..4u8, any::<bool>(), visibility(), any::<bool>()).prop_map(
+        |(id, agent, visibility, path)| {
+            let mut p = json!({
+                "participantId": format!("P{id}"),
+                "id": format!("P{id}"),
+                "type": if agent { "Agent" } else { "Customer" },
+                "nickname": format!("nick-{id}"),
+            });
+            checks::set_visibility(&mut p, visibility);
+            if agent && path {
+                p["path"] = json!(format!("/users/U{id}"));
+                p["uri"] = json!(format!("http://upstream/api/v2/users/U{id}"));
+            }
+            p
+        },
+    )
 }
 
 /// A stream of well-formed notifications of one or two sessions: state
 /// changes with random participants, messages of random visibility and
-/// senders, errors, with extra fields a customer must never see.
+/// senders (every dialect), errors, with extra fields a customer must
+/// never see.
 fn notification_stream() -> impl Strategy<Value = Vec<Value>> {
     let state_change = (
         0..2u8,
@@ -170,7 +211,7 @@ fn notification_stream() -> impl Strategy<Value = Vec<Value>> {
             })
         });
     let message = (
-        any::<bool>(),
+        visibility(),
         prop::option::of(participant()),
         prop::sample::select(vec![
             "Text",
@@ -179,15 +220,25 @@ fn notification_stream() -> impl Strategy<Value = Vec<Value>> {
             "PushUrl",
         ]),
         prop::string::string_regex(".{0,8}").unwrap(),
+        prop::sample::select(vec![
+            json!("https://example.com/o/1"),
+            json!(12),
+            json!({"href": "x"}),
+            json!(["x"]),
+            json!(true),
+            Value::Null,
+        ]),
     )
-        .prop_map(|(hidden, from, kind, text)| {
+        .prop_map(|(visibility, from, kind, text, url)| {
             let mut m = json!({
                 "index": 1,
                 "type": kind,
-                "visibility": if hidden { "Agents" } else { "All" },
                 "text": text,
+                "url": url,
+                "timestamp": "2026-11-25 16:03:12.997+0000",
                 "internalNote": "never for customers",
             });
+            checks::set_visibility(&mut m, visibility);
             if let Some(from) = from {
                 m["from"] = from;
             }
@@ -206,13 +257,131 @@ fn notification_stream() -> impl Strategy<Value = Vec<Value>> {
     prop::collection::vec(prop_oneof![state_change, new_messages], 1..12)
 }
 
+/// Where in a notification a key is written twice.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    TopLevel,
+    Session,
+    Participant,
+    UserData,
+    Message,
+    From,
+    AnyObject,
+}
+
+impl Place {
+    fn fits(self, pointer: &str) -> bool {
+        let last = pointer.rsplit('/').next().unwrap_or_default();
+        let parent = pointer.rsplit('/').nth(1).unwrap_or_default();
+        match self {
+            Place::TopLevel => pointer.is_empty(),
+            Place::Session => pointer == "/facebooksession",
+            Place::Participant => parent == "participants" && last.parse::<usize>().is_ok(),
+            Place::UserData => last == "userData",
+            Place::Message => parent == "messages" && last.parse::<usize>().is_ok(),
+            Place::From => last == "from",
+            Place::AnyObject => true,
+        }
+    }
+}
+
+fn place() -> impl Strategy<Value = Place> {
+    prop::sample::select(vec![
+        Place::TopLevel,
+        Place::Session,
+        Place::Participant,
+        Place::UserData,
+        Place::Message,
+        Place::From,
+        Place::AnyObject,
+    ])
+}
+
+/// A key written twice in `v`: at an object of `place` (picked by
+/// `pick`; the top level when `v` has none there), `key` with two
+/// visibility values in the order given.
+fn duplicated(
+    v: &Value,
+    place: Place,
+    pick: prop::sample::Index,
+    key: &str,
+    agents_first: bool,
+) -> String {
+    let pointers: Vec<String> = checks::object_pointers(v)
+        .into_iter()
+        .filter(|p| place.fits(p))
+        .collect();
+    let pointer = if pointers.is_empty() {
+        ""
+    } else {
+        &pointers[pick.index(pointers.len())]
+    };
+    let (first, second) = if agents_first {
+        (r#""Agents""#, r#""All""#)
+    } else {
+        (r#""All""#, r#""Agents""#)
+    };
+    checks::with_duplicate(v, pointer, key, first, second)
+}
+
+/// Makes everything of `v` a customer could be shown say `marker`, and
+/// every visibility `All`: were it accepted, a customer would see it.
+fn mark_visible(v: &mut Value, marker: &str) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                match k.as_str() {
+                    "visibility" => *child = json!("All"),
+                    "text" | "nickname" if child.is_string() => *child = json!(marker),
+                    _ => mark_visible(child, marker),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| mark_visible(c, marker)),
+        _ => {}
+    }
+}
+
 fn ndjson(items: &[Value]) -> Vec<u8> {
-    items
-        .iter()
-        .map(Value::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
-        .into_bytes()
+    lines(&items.iter().map(Value::to_string).collect::<Vec<_>>())
+}
+
+fn lines(items: &[String]) -> Vec<u8> {
+    items.join("\n").into_bytes()
+}
+
+/// A visible text message of session s1 whose text is `len` bytes.
+fn text_message(len: usize) -> String {
+    json!({
+        "notificationType": "NewMessages",
+        "messageType": "MessageLogUpdated",
+        "facebooksessionPath": "/facebooksessions/s1",
+        "messages": [{"index": 1, "type": "Text", "visibility": "All", "text": "x".repeat(len)}],
+    })
+    .to_string()
+}
+
+/// Every customer frame of `items` (NDJSON lines) applied in order, one
+/// session state per session; lines that do not parse are skipped.
+fn customer_frames(items: &[String]) -> Vec<String> {
+    let mut states: std::collections::HashMap<String, SessionState> = Default::default();
+    let mut out = Vec::new();
+    for (seq, item) in (1u64..).zip(items) {
+        let Ok(event) = Event::parse_str(item, BOUND) else {
+            continue;
+        };
+        let state = states
+            .entry(event.session_id().to_owned())
+            .or_insert_with_key(|id| SessionState::new(id, seq));
+        let applied = state.apply(seq, &event, BOUND);
+        out.extend(
+            applied
+                .customer
+                .iter()
+                .map(|(_, f)| f.bytes().as_str().to_owned()),
+        );
+    }
+    out
 }
 
 proptest! {
@@ -248,6 +417,87 @@ proptest! {
     }
 
     #[test]
+    fn byte_driven_dialect_streams_keep_every_rule(data in prop::collection::vec(any::<u8>(), 0..256)) {
+        checks::check_dialects(&data);
+    }
+
+    #[test]
+    fn a_key_twice_refuses_its_item_naming_it_and_never_reaches_a_customer(
+        stream in notification_stream(),
+        at in any::<prop::sample::Index>(),
+        place in place(),
+        pick in any::<prop::sample::Index>(),
+        key in prop::sample::select(vec!["visibility", "participantId", "text", "notificationType", "id"]),
+        agents_first in any::<bool>(),
+    ) {
+        let position = at.index(stream.len());
+        let mut ambiguous = stream[position].clone();
+        mark_visible(&mut ambiguous, "AMBIGUOUS");
+        let mut items: Vec<String> = stream.iter().map(Value::to_string).collect();
+        items[position] = duplicated(&ambiguous, place, pick, key, agents_first);
+
+        let expected = EventError::DuplicateKey(key.to_owned());
+        prop_assert_eq!(Event::parse_str(&items[position], BOUND).err(), Some(expected.clone()));
+        let array = format!("[{}]", items.join(","));
+        for (body, ndjson) in [(lines(&items), true), (array.into_bytes(), false)] {
+            match parse_batch(&Bytes::from(body), ndjson, BOUND) {
+                Err(BatchError::Item { item, reason }) => {
+                    prop_assert_eq!(item, position + 1);
+                    prop_assert_eq!(&reason, &expected);
+                }
+                other => prop_assert!(false, "expected item {} refused, got {:?}", position + 1, other),
+            }
+        }
+        for frame in customer_frames(&items) {
+            prop_assert!(!frame.contains("AMBIGUOUS"), "{}", frame);
+        }
+        checks::check_parse(&lines(&items));
+        checks::check_projection(&lines(&items));
+    }
+
+    #[test]
+    fn an_item_over_the_frame_bound_is_refused_for_its_size_naming_it(
+        good in prop::collection::vec(prop::sample::select(samples()), 1..6),
+        at in any::<prop::sample::Index>(),
+        len in SMALL_BOUND..3 * SMALL_BOUND,
+    ) {
+        let mut items: Vec<String> = good.iter().map(Value::to_string).collect();
+        let position = at.index(items.len() + 1);
+        items.insert(position, text_message(len));
+        let array = format!("[{}]", items.join(","));
+        for (body, ndjson) in [(lines(&items), true), (array.into_bytes(), false)] {
+            let body = Bytes::from(body);
+            match parse_batch(&body, ndjson, SMALL_BOUND) {
+                Err(e @ BatchError::Item { .. }) => {
+                    prop_assert!(e.is_too_large(), "{}", e);
+                    let BatchError::Item { item, reason } = e else { unreachable!() };
+                    prop_assert_eq!(item, position + 1);
+                    prop_assert!(
+                        matches!(reason, EventError::TooLarge { bytes, limit } if limit == SMALL_BOUND && bytes > SMALL_BOUND),
+                        "{}", reason
+                    );
+                }
+                other => prop_assert!(false, "expected item {} refused, got {:?}", position + 1, other),
+            }
+            // Under the default bound the same batch is fine.
+            prop_assert_eq!(parse_batch(&body, ndjson, BOUND).map(|b| b.len()), Ok(items.len()));
+        }
+    }
+
+    #[test]
+    fn the_frame_bound_decides_by_size(len in 0..2 * SMALL_BOUND) {
+        let item = text_message(len);
+        let parsed = Event::parse_str(&item, SMALL_BOUND);
+        if frame_len(MAX_ID_BYTES, item.len()) > SMALL_BOUND {
+            prop_assert!(parsed.is_err_and(|e| e.is_too_large()), "{} bytes accepted", item.len());
+        } else if item.len() + 3000 < SMALL_BOUND {
+            // The room a snapshot frame of its message may need besides it.
+            prop_assert!(parsed.is_ok(), "{} bytes refused", item.len());
+        }
+        checks::check_parse(item.as_bytes());
+    }
+
+    #[test]
     fn one_bad_item_refuses_the_batch_and_names_it(
         good in 1..6usize,
         bad_at in any::<prop::sample::Index>(),
@@ -262,10 +512,10 @@ proptest! {
         let position = bad_at.index(good + 1);
         items.insert(position, bad);
         for (body, ndjson) in [(Value::Array(items.clone()).to_string().into_bytes(), false), (ndjson(&items), true)] {
-            match parse_batch(&body, ndjson) {
+            match parse_batch(&Bytes::from(body), ndjson, BOUND) {
                 Err(BatchError::Item { item, reason }) => {
                     prop_assert_eq!(item, position + 1);
-                    prop_assert!(!reason.is_empty());
+                    prop_assert!(!reason.to_string().is_empty());
                 }
                 other => prop_assert!(false, "expected item {} refused, got {:?}", position + 1, other),
             }
@@ -278,25 +528,135 @@ fn the_seed_samples_pass_every_check() {
     let stream = samples();
     checks::check_parse(&ndjson(&stream));
     checks::check_projection(&ndjson(&stream));
+    for s in &stream {
+        checks::check_parse(s.to_string().as_bytes());
+    }
 }
+
+#[test]
+fn a_key_twice_in_any_object_of_any_sample_is_refused_in_either_order() {
+    for s in samples() {
+        for pointer in checks::object_pointers(&s) {
+            for (first, second) in [(r#""Agents""#, r#""All""#), (r#""All""#, r#""Agents""#)] {
+                let text = checks::with_duplicate(&s, &pointer, "visibility", first, second);
+                assert_eq!(
+                    Event::parse_str(&text, BOUND).err(),
+                    Some(EventError::DuplicateKey("visibility".into())),
+                    "{pointer}: {text}"
+                );
+                checks::check_parse(text.as_bytes());
+            }
+        }
+    }
+}
+
+#[test]
+fn every_visibility_but_the_exact_string_all_is_agent_only() {
+    for dialect in checks::visibility_dialects() {
+        let all = dialect == Some(json!("All"));
+        let mut stream = samples();
+        for v in &mut stream {
+            for p in v
+                .pointer_mut("/facebooksession/participants")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                checks::set_visibility(p, dialect.clone());
+            }
+            for m in v
+                .get_mut("messages")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                checks::set_visibility(m, dialect.clone());
+                if let Some(from) = m.get_mut("from") {
+                    checks::set_visibility(from, dialect.clone());
+                }
+            }
+        }
+        checks::check_parse(&ndjson(&stream));
+        checks::check_projection(&ndjson(&stream));
+        let items: Vec<String> = stream.iter().map(Value::to_string).collect();
+        let frames = customer_frames(&items);
+        let shown = |f: &String| {
+            let v: Value = serde_json::from_str(f).unwrap();
+            let participants = v["data"]["facebooksession"]["participants"]
+                .as_array()
+                .map_or(0, Vec::len);
+            let messages = v["data"]["messages"].as_array().map_or(0, Vec::len);
+            participants + messages
+        };
+        let total: usize = frames.iter().map(shown).sum();
+        if all {
+            assert!(total > 0, "All is visible");
+        } else {
+            assert_eq!(total, 0, "{dialect:?} shown to a customer: {frames:?}");
+        }
+    }
+}
+
+/// The first customer view of the consult sample, as frame data.
+fn first_view() -> (Event, Value) {
+    let event = Event::parse_str(&sample_text("consult-participants-updated.json"), BOUND).unwrap();
+    let path = view::session_path_json(event.session_id());
+    let listing: Listing = event
+        .participants()
+        .iter()
+        .map(|p| (p.key.clone(), p.visibility))
+        .collect();
+    let update = view::customer_view(
+        &event,
+        &mut CustomerCursor::default(),
+        &listing,
+        Target {
+            path_json: &path,
+            last_id: &mut 0,
+            max_frame: BOUND,
+        },
+    );
+    let frame: Value = serde_json::from_str(update.frames[0].1.bytes().as_str()).unwrap();
+    (event, frame["data"].clone())
+}
+
+/// Breaks a customer view (the consultant at hand).
+type Leak = fn(&mut Value, &Value);
 
 #[test]
 fn the_checks_catch_a_leak() {
     // The checker itself must fail on a view that breaks a rule; otherwise
     // every property above would pass vacuously.
-    let n = chatgate::model::Notification::parse(
-        &sample("consult-participants-updated.json").to_string(),
-    )
-    .unwrap();
-    let view = chatgate::view::customer_view(&n, &mut Default::default()).unwrap();
-    checks::check_first_view(&n, &view);
-    let leaky = std::panic::catch_unwind(|| {
-        let mut view = view.clone();
-        view["facebooksession"]["userData"] = json!({});
-        checks::check_first_view(&n, &view);
-    });
-    assert!(
-        leaky.is_err(),
-        "a view carrying userData must fail the checks"
-    );
+    let (event, view) = first_view();
+    checks::check_first_view(&event, &view);
+    let consultant =
+        json!({"participantId": "007356263E410147", "nickname": "Agent2", "type": "Agent"});
+    let leaks: [(&str, Leak); 4] = [
+        ("userData", |v, _| {
+            v["facebooksession"]["userData"] = json!({})
+        }),
+        ("an agent-only participant", |v, c| {
+            v["facebooksession"]["participants"]
+                .as_array_mut()
+                .unwrap()
+                .push(c.clone())
+        }),
+        ("a participant's uri", |v, _| {
+            v["facebooksession"]["participants"][0]["uri"] = json!("http://upstream/users/x")
+        }),
+        ("a participant missing", |v, _| {
+            v["facebooksession"]["participants"]
+                .as_array_mut()
+                .unwrap()
+                .pop();
+        }),
+    ];
+    for (what, leak) in leaks {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut view = view.clone();
+            leak(&mut view, &consultant);
+            checks::check_first_view(&event, &view);
+        }));
+        assert!(caught.is_err(), "a view with {what} must fail the checks");
+    }
 }

@@ -1,6 +1,8 @@
 //! The upstream notification parser (`POST /upstream/events` bodies, bus
-//! payloads) on arbitrary bytes: no panic, refusals name an item and a
-//! reason, accepted notifications survive a round trip.
+//! payloads) on arbitrary bytes: no panic; refusals name the first bad
+//! item and its reason; accepted events keep their bytes as sent and parse
+//! from them again to the same event; a key twice is refused as
+//! ambiguous; only `All` is visible; the frame bound is exact.
 #![no_main]
 
 #[path = "../checks.rs"]
