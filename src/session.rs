@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::event::{Event, EventError, ParticipantType, MAX_SNAPSHOT_URI};
+use crate::event::{Event, EventError, ParticipantType, Visibility, MAX_SNAPSHOT_URI};
 use crate::view::{self, CustomerCursor, CustomerFrame, CustomerLine, Listing, Target};
 
 /// What applying one notification decided.
@@ -181,9 +181,20 @@ impl SessionState {
         {
             self.customer = Some(c.key.clone());
         }
+        // A participant listed twice in one listing with two visibilities
+        // is as visible as the least visible entry says.
+        let mut latest = Listing::new();
         for p in participants {
-            self.listing.insert(p.key.clone(), p.visibility);
+            latest
+                .entry(p.key.clone())
+                .and_modify(|v| {
+                    if p.visibility != Visibility::All {
+                        *v = p.visibility;
+                    }
+                })
+                .or_insert(p.visibility);
         }
+        self.listing.extend(latest);
         let session = event.session().map(|s| event.at(s.text)).unwrap_or("{}");
         let mut state = String::with_capacity(STATE_HEAD.len() + session.len() + 1);
         state.push_str(STATE_HEAD);

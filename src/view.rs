@@ -229,10 +229,18 @@ fn session_json(event: &Event) -> Option<Utf8Bytes> {
         out.push_str(event.at(state));
     }
     out.push_str(r#","participants":["#);
+    // A participant listed twice with two visibilities is hidden: the
+    // customer sees less, never more.
+    let hidden_twice = |p: &Participant| {
+        session
+            .participants
+            .iter()
+            .any(|q| q.key == p.key && q.visibility != Visibility::All)
+    };
     let visible = session
         .participants
         .iter()
-        .filter(|p| p.visibility == Visibility::All);
+        .filter(|p| p.visibility == Visibility::All && !hidden_twice(p));
     for (i, p) in visible.enumerate() {
         if i > 0 {
             out.push(',');
@@ -621,6 +629,19 @@ mod tests {
         let listed_visible: Listing = [("c1".into(), Visibility::All)].into_iter().collect();
         let update = view(&n, &mut CustomerCursor::default(), &listed_visible, &mut 0);
         assert_eq!(update.frames.len(), 1);
+    }
+
+    #[test]
+    fn a_participant_listed_twice_with_two_visibilities_is_hidden() {
+        let n = parse(
+            r#"{"notificationType":"ParticipantsUpdated","messageType":"m","facebooksession":{"id":"s1","participants":[
+              {"participantId":"c","type":"Customer","visibility":"All"},
+              {"participantId":"k","nickname":"Twice","type":"Agent","visibility":"All"},
+              {"participantId":"k","nickname":"Twice","type":"Agent","visibility":"Agents"}]}}"#,
+        );
+        let update = view(&n, &mut CustomerCursor::default(), &Listing::new(), &mut 0);
+        let text = update.frames[0].1.bytes().as_str();
+        assert!(!text.contains("Twice"), "{text}");
     }
 
     #[test]

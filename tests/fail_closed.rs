@@ -500,3 +500,47 @@ fn metric(text: &str, series: &str) -> f64 {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+#[tokio::test]
+async fn a_rest_body_with_a_key_twice_is_refused_and_changes_nothing() {
+    let server = start(|_| {}).await;
+    let chat = open_chat(&server, "Twice", "hello", None).await;
+    server.wait_dispatched(server.state.hub.last_seq()).await;
+    let published = server.state.hub.last_seq();
+    let agent_url = server.url(&format!("/api/v2/me/facebooksessions/{}", chat.sid));
+    let customer_url = server.url(&format!("/api/v2/customer/sessions/{}", chat.sid));
+    for (url, token, body) in [
+        (
+            &agent_url,
+            agent(TESTNAME),
+            r#"{"operationName":"SendMessage","text":"to the customer","text":"internal"}"#,
+        ),
+        (
+            &agent_url,
+            agent(TESTNAME),
+            r#"{"operationName":"SendToAgents","operationName":"SendMessage","text":"x"}"#,
+        ),
+        (
+            &customer_url,
+            chat.token.clone(),
+            r#"{"operationName":"SendMessage","text":"a","text":"b"}"#,
+        ),
+    ] {
+        let (status, reply) = post(url, &token, body, "application/json").await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(
+            reply["statusMessage"]
+                .as_str()
+                .unwrap()
+                .contains("appears twice"),
+            "{reply}"
+        );
+    }
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        server.state.hub.last_seq(),
+        published,
+        "nothing was published"
+    );
+    server.stop().await;
+}

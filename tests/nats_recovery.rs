@@ -251,9 +251,17 @@ fn bus_config(nats: &NatsServer) -> Config {
     c
 }
 
+/// The epoch clients of this gateway get: the stream's.
 fn epoch_of(server: &TestServer) -> String {
-    match &server.state.bus {
-        Bus::Nats(bus) => bus.epoch(),
+    match server.state.publisher.bus() {
+        Bus::Nats(bus) => {
+            assert_eq!(
+                server.state.hub.epoch(),
+                bus.epoch(),
+                "the hub counts in the stream's epoch"
+            );
+            bus.epoch()
+        }
         Bus::Memory(_) => panic!("a NATS gateway"),
     }
 }

@@ -28,6 +28,15 @@ pub enum ParticipantRef {
 
 /// The request body as a JSON object.
 pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, OpError> {
+    // A key given twice is ambiguous (`"text":"a","text":"b"`: which one
+    // did the caller mean?): refused, as the ingest refuses it.
+    let text = std::str::from_utf8(body)
+        .map_err(|_| OpError::bad("the body is not valid JSON: not UTF-8"))?;
+    if let Err(e @ crate::event::EventError::DuplicateKey(_)) =
+        crate::event::check_unique_keys(text)
+    {
+        return Err(OpError::bad(format!("the body is {e}")));
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(OpError::bad("the body must be a JSON object")),
