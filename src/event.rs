@@ -441,8 +441,7 @@ fn parse_text(raw: Utf8Bytes) -> Result<Event, EventError> {
     if first != Some(b'{') {
         return Err(EventError::Shape("expected a JSON object".into()));
     }
-    let wire: WireNotification<'_> =
-        serde_json::from_str(whole).map_err(|e| EventError::Shape(e.to_string()))?;
+    let wire: WireNotification<'_> = serde_json::from_str(whole).map_err(shape_or_json)?;
     let text = Text { whole };
     let (message_type, _) = text.string(wire.message_type, "messageType")?;
     let session = wire
@@ -491,6 +490,15 @@ fn parse_text(raw: Utf8Bytes) -> Result<Event, EventError> {
         messages,
         raw: raw.clone(),
     })
+}
+
+/// A serde error as the refusal it is: not JSON at all, or JSON of the
+/// wrong shape.
+fn shape_or_json(e: serde_json::Error) -> EventError {
+    match e.classify() {
+        serde_json::error::Category::Data => EventError::Shape(e.to_string()),
+        _ => EventError::Json(e.to_string()),
+    }
 }
 
 fn parse_session(text: &Text<'_>, raw: &RawValue) -> Result<(SessionPart, String), EventError> {
@@ -638,119 +646,112 @@ impl<'de> Visitor<'de> for VisibilityVisitor {
 
 /// Refuses a document with the same key twice in one object, at any
 /// depth (serde would keep the last one silently).
+///
+/// A scan of the bytes, not a parse: it keeps, per open object, the keys
+/// seen so far (as written, decoded only when they hold an escape, so that
+/// `"a"` and `"\u0061"` are the same key), and allocates nothing for the
+/// few keys of an ordinary object. It does not validate the JSON (the
+/// typed parse that follows does): on malformed input it ends without
+/// panicking, and what it says then does not matter.
 pub fn check_unique_keys(text: &str) -> Result<(), EventError> {
-    DUPLICATE.with(|d| d.set(None));
-    let mut de = serde_json::Deserializer::from_str(text);
-    let result = Unique::deserialize(&mut de).and_then(|_| de.end());
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) => Err(match DUPLICATE.with(|d| d.take()) {
-            Some(key) => EventError::DuplicateKey(key),
-            None => EventError::Json(e.to_string()),
-        }),
-    }
-}
-
-thread_local! {
-    /// The key a failed uniqueness check found twice (serde's error type
-    /// carries only a message; this keeps the key apart from it).
-    static DUPLICATE: std::cell::Cell<Option<String>> = const { std::cell::Cell::new(None) };
-}
-
-/// Any JSON value whose objects have unique keys.
-struct Unique;
-
-impl<'de> Deserialize<'de> for Unique {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UniqueVisitor)
-    }
-}
-
-/// A key, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
+    let bytes = text.as_bytes();
+    // Per open container: `Some(keys)` for an object, `None` for an array.
+    let mut open: smallvec::SmallVec<[Option<Keys<'_>>; 8]> = smallvec::SmallVec::new();
+    // Whether the next string of the innermost object is a key.
+    let mut expect_key = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => {
+                open.push(Some(Keys::default()));
+                expect_key = true;
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
+            b'[' => {
+                open.push(None);
+                expect_key = false;
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
+            b'}' | b']' => {
+                open.pop();
+                expect_key = false;
             }
+            b',' => expect_key = matches!(open.last(), Some(Some(_))),
+            b'"' => {
+                let end = string_end(bytes, i + 1);
+                if expect_key {
+                    if let Some(Some(keys)) = open.last_mut() {
+                        keys.insert(&text[i..end.min(text.len())])?;
+                    }
+                    expect_key = false;
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
         }
-        d.deserialize_str(KeyVisitor)
+        i += 1;
     }
+    Ok(())
+}
+
+/// The index just past the closing quote of the string whose content
+/// starts at `from` (or the end of the input).
+fn string_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(at) = bytes
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        i += at;
+        if bytes[i] == b'"' {
+            return i + 1;
+        }
+        i += 2; // an escape: the next byte is not the end
+    }
+    bytes.len()
 }
 
 /// Objects up to this many keys are checked by comparing each new key
 /// with the previous ones (no allocation); larger ones use a set.
 const SMALL_OBJECT: usize = 16;
 
-struct UniqueVisitor;
+/// The keys of one object seen so far.
+#[derive(Default)]
+struct Keys<'a> {
+    few: smallvec::SmallVec<[Cow<'a, str>; SMALL_OBJECT]>,
+    many: Option<std::collections::HashSet<Cow<'a, str>>>,
+}
 
-impl<'de> Visitor<'de> for UniqueVisitor {
-    type Value = Unique;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Unique, E> {
-        Ok(Unique)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Unique, E> {
-        Ok(Unique)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Unique, E> {
-        Ok(Unique)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Unique, E> {
-        Ok(Unique)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Unique, E> {
-        Ok(Unique)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Unique, E> {
-        Ok(Unique)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
-        while seq.next_element::<Unique>()?.is_some() {}
-        Ok(Unique)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
-        let mut small: smallvec::SmallVec<[Cow<'de, str>; SMALL_OBJECT]> =
-            smallvec::SmallVec::new();
-        let mut large: Option<std::collections::HashSet<Cow<'de, str>>> = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let repeated = match &mut large {
-                Some(set) => !set.insert(key.clone()),
-                None if small.len() < SMALL_OBJECT => {
-                    let seen = small.contains(&key);
-                    small.push(key.clone());
-                    seen
-                }
-                None => {
-                    let mut set: std::collections::HashSet<_> = small.drain(..).collect();
-                    let seen = !set.insert(key.clone());
-                    large = Some(set);
-                    seen
-                }
-            };
-            if repeated {
-                DUPLICATE.with(|d| d.set(Some(key.into_owned())));
-                return Err(de::Error::custom("duplicate key"));
-            }
-            map.next_value::<Unique>()?;
+impl<'a> Keys<'a> {
+    /// Adds a key (its JSON string, quotes included); a key seen before is
+    /// an error.
+    fn insert(&mut self, quoted: &'a str) -> Result<(), EventError> {
+        if quoted.len() < 2 || !quoted.ends_with('"') {
+            // A string cut short: malformed, the typed parse will say why.
+            return Ok(());
         }
-        Ok(Unique)
+        let key = match decode_str(quoted) {
+            Ok(k) => k,
+            // Malformed: the typed parse will say why.
+            Err(_) => return Ok(()),
+        };
+        let repeated = match &mut self.many {
+            Some(set) => !set.insert(key.clone()),
+            None if self.few.len() < SMALL_OBJECT => {
+                let seen = self.few.contains(&key);
+                self.few.push(key.clone());
+                seen
+            }
+            None => {
+                let mut set: std::collections::HashSet<_> = self.few.drain(..).collect();
+                let seen = !set.insert(key.clone());
+                self.many = Some(set);
+                seen
+            }
+        };
+        if repeated {
+            return Err(EventError::DuplicateKey(key.into_owned()));
+        }
+        Ok(())
     }
 }
 
@@ -849,6 +850,31 @@ mod tests {
         );
         let escaped = r#"{"notificationType":"NewMessages","notification\u0054ype":"NewMessages","messageType":"m","facebooksessionPath":"/facebooksessions/s1","messages":[]}"#;
         assert!(matches!(parse(escaped), Err(EventError::DuplicateKey(_))));
+    }
+
+    #[test]
+    fn the_key_scan_survives_malformed_input() {
+        for text in [
+            "{\"\u{e9}",
+            "{\"a\\",
+            "{\"a\":\"b\\\"",
+            "[{\"a\":1,\"a\"",
+            "}}]]{",
+            "\"",
+            "{\"\"",
+            "{,,\"a\"",
+        ] {
+            let _ = check_unique_keys(text);
+        }
+        assert!(check_unique_keys(r#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#).is_ok());
+        assert_eq!(
+            check_unique_keys(r#"{"s":"x\"y","s":1}"#),
+            Err(EventError::DuplicateKey("s".into()))
+        );
+        assert!(
+            check_unique_keys(r#"{"k":"\"k\"","v":["k","k"]}"#).is_ok(),
+            "strings that are not keys"
+        );
     }
 
     #[test]

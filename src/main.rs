@@ -3,6 +3,16 @@
 //! load generator is `chatgate-load`, in tools/.)
 
 use clap::{Parser, Subcommand};
+
+/// jemalloc by default (see Cargo.toml's features: it was measured against
+/// glibc's malloc and mimalloc, BENCHMARKS.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[cfg(all(feature = "mimalloc", not(feature = "jemalloc")))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
 use chatgate::config::{Config, LogFormat};

@@ -84,8 +84,9 @@ pub struct SessionState {
     pub incarnation: u64,
     /// The last bus sequence reflected here.
     pub applied: u64,
-    /// Agent user ids currently in the session, either visibility.
-    agents: BTreeSet<Box<str>>,
+    /// Agent user ids currently in the session, either visibility, sorted;
+    /// shared with the notifications' audiences.
+    agents: Arc<[Box<str>]>,
     /// The participant id of the session's customer.
     customer: Option<Box<str>>,
     /// Each participant ever listed, with its latest visibility.
@@ -109,9 +110,9 @@ impl SessionState {
             path_json: view::session_path_json(id),
             incarnation,
             applied: 0,
-            agents: BTreeSet::new(),
+            agents: Arc::from([]),
             customer: None,
-            listing: Listing::new(),
+            listing: Listing::default(),
             completed: false,
             state: None,
             uri: None,
@@ -127,12 +128,15 @@ impl SessionState {
     /// Applies `event` (of this session, bus sequence `seq`) and says who
     /// receives what. Customer frames fit `max_frame`.
     pub fn apply(&mut self, seq: u64, event: &Event, max_frame: usize) -> Applied {
-        let mut audience: BTreeSet<Box<str>> = self.agents.clone();
         let state_changed = event.session().is_some();
-        if state_changed {
+        let audience = if state_changed {
+            let before = self.agents.clone();
             self.take_session(event);
-            audience.extend(self.agents.iter().cloned());
-        }
+            union(&before, &self.agents)
+        } else {
+            // The common case (a message): no new allocation.
+            self.agents.clone()
+        };
         if self.uri.is_none() {
             self.uri = event
                 .uri()
@@ -161,7 +165,7 @@ impl SessionState {
             .collect();
         self.applied = seq;
         Applied {
-            audience: audience.into_iter().collect::<Vec<_>>().into(),
+            audience,
             customer: update.frames,
             log,
             state_changed,
@@ -170,11 +174,14 @@ impl SessionState {
 
     fn take_session(&mut self, event: &Event) {
         let participants = event.participants();
-        self.agents = participants
+        let agents: BTreeSet<&str> = participants
             .iter()
             .filter(|p| p.is_agent())
-            .map(|p| p.user.clone())
+            .map(|p| &*p.user)
             .collect();
+        if !agents.iter().copied().eq(self.agents.iter().map(|a| &**a)) {
+            self.agents = agents.into_iter().map(Box::from).collect::<Vec<_>>().into();
+        }
         if let Some(c) = participants
             .iter()
             .find(|p| p.kind == ParticipantType::Customer)
@@ -183,7 +190,7 @@ impl SessionState {
         }
         // A participant listed twice in one listing with two visibilities
         // is as visible as the least visible entry says.
-        let mut latest = Listing::new();
+        let mut latest = Listing::default();
         for p in participants {
             latest
                 .entry(p.key.clone())
@@ -206,11 +213,16 @@ impl SessionState {
 
     /// Whether `agent` (a user id) is a participant now.
     pub fn has_agent(&self, agent: &str) -> bool {
-        self.agents.contains(agent)
+        self.agents.binary_search_by(|a| (**a).cmp(agent)).is_ok()
     }
 
     pub fn agents(&self) -> impl Iterator<Item = &str> {
         self.agents.iter().map(|a| &**a)
+    }
+
+    /// The agents in the session now, sorted, as shared.
+    pub fn agent_list(&self) -> &Arc<[Box<str>]> {
+        &self.agents
     }
 
     /// The session's customer (participant id), once known.
@@ -338,6 +350,18 @@ impl SessionState {
             })
             .collect())
     }
+}
+
+/// The sorted union of two sorted lists; `a` itself when `b` adds nothing.
+fn union(a: &Arc<[Box<str>]>, b: &Arc<[Box<str>]>) -> Arc<[Box<str>]> {
+    if b.iter().all(|x| a.binary_search(x).is_ok()) {
+        return a.clone();
+    }
+    if a.iter().all(|x| b.binary_search(x).is_ok()) {
+        return b.clone();
+    }
+    let all: BTreeSet<&Box<str>> = a.iter().chain(b.iter()).collect();
+    all.into_iter().cloned().collect::<Vec<_>>().into()
 }
 
 fn raw(text: &str) -> Option<Box<RawValue>> {

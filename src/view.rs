@@ -26,8 +26,6 @@
 //! message too large for one (impossible for what the ingest accepts) is
 //! left out: the customer sees less, never more.
 
-use std::collections::HashMap;
-
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::event::{
@@ -93,7 +91,7 @@ impl CustomerCursor {
 
 /// For the sender check: every participant the session has listed, with
 /// the visibility of its latest listing.
-pub type Listing = HashMap<Box<str>, Visibility>;
+pub type Listing = std::collections::HashMap<Box<str>, Visibility, foldhash::fast::RandomState>;
 
 /// What one notification shows the customer.
 #[derive(Debug, Default)]
@@ -550,7 +548,7 @@ mod tests {
         let n = sample("consult-new-messages.json");
         let mut cursor = CustomerCursor::default();
         let mut last = 0;
-        let update = view(&n, &mut cursor, &Listing::new(), &mut last);
+        let update = view(&n, &mut cursor, &Listing::default(), &mut last);
         assert!(update.frames.is_empty());
         assert_eq!(update.lines, vec![None]);
         assert_eq!(cursor.messages_shown(), 0);
@@ -576,7 +574,7 @@ mod tests {
             messages_shown: 2,
         };
         let mut last = 4;
-        let update = view(&n, &mut cursor, &Listing::new(), &mut last);
+        let update = view(&n, &mut cursor, &Listing::default(), &mut last);
         assert_eq!(update.frames.len(), 1);
         assert_eq!(update.frames[0].0, 5);
         let v = data(&update.frames[0].1);
@@ -606,7 +604,12 @@ mod tests {
                   "type":"Customer","nickname":"n","visibility":"All","uri":"u"},
                   "text":"hi","url":"https://x","visibility":"All","type":"Text","index":9,"timestamp":"t"}]}"#,
         );
-        let update = view(&n, &mut CustomerCursor::default(), &Listing::new(), &mut 0);
+        let update = view(
+            &n,
+            &mut CustomerCursor::default(),
+            &Listing::default(),
+            &mut 0,
+        );
         assert_eq!(
             update.lines[0].as_ref().unwrap().json(),
             r#"{"index":1,"type":"Text","visibility":"All","text":"hi","url":"https://x","timestamp":"t","timestampSeconds":2,"from":{"participantId":"p","nickname":"n","type":"Customer"}}"#
@@ -639,7 +642,12 @@ mod tests {
               {"participantId":"k","nickname":"Twice","type":"Agent","visibility":"All"},
               {"participantId":"k","nickname":"Twice","type":"Agent","visibility":"Agents"}]}}"#,
         );
-        let update = view(&n, &mut CustomerCursor::default(), &Listing::new(), &mut 0);
+        let update = view(
+            &n,
+            &mut CustomerCursor::default(),
+            &Listing::default(),
+            &mut 0,
+        );
         let text = update.frames[0].1.bytes().as_str();
         assert!(!text.contains("Twice"), "{text}");
     }
@@ -663,7 +671,7 @@ mod tests {
         let update = customer_view(
             &n,
             &mut CustomerCursor::default(),
-            &Listing::new(),
+            &Listing::default(),
             Target {
                 path_json: &path,
                 last_id: &mut last,
@@ -689,7 +697,12 @@ mod tests {
             r#"{"notificationType":"NewMessages","messageType":"MessageLogUpdated","facebooksessionPath":"/facebooksessions/s1",
                 "messages":[{"index":1,"type":"Text","visibility":"All","text":"a"},{"index":2,"type":"Text","visibility":"All","text":"b"}]}"#,
         );
-        let update = view(&n, &mut CustomerCursor::default(), &Listing::new(), &mut 0);
+        let update = view(
+            &n,
+            &mut CustomerCursor::default(),
+            &Listing::default(),
+            &mut 0,
+        );
         let lines: Vec<CustomerLine> = update.lines.into_iter().flatten().collect();
         let frames = snapshot(7, &session_path_json("s1"), None, lines.iter(), BOUND);
         assert_eq!(frames.len(), 1);

@@ -445,7 +445,7 @@ fn project(n: &Value, cursor: &mut CustomerCursor) -> Vec<Value> {
     let update = view::customer_view(
         &event,
         cursor,
-        &Listing::new(),
+        &Listing::default(),
         Target {
             path_json: &path,
             last_id: &mut 0,

@@ -70,7 +70,7 @@ pub mod replay;
 pub mod retention;
 pub mod snapshot;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -132,6 +132,11 @@ pub enum AttachError {
     Full,
 }
 
+/// The hub's maps: keyed by session and user ids, hashed on every
+/// notification, with a fast hasher seeded per process.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 /// What a connection sends before its live queue.
 pub type Backlog<F> = Box<dyn Iterator<Item = F> + Send>;
 
@@ -188,7 +193,7 @@ const ENTRY_COST: usize = std::mem::size_of::<Entry>() + 4 * ALLOCATION;
 /// The dispatch side: every session's state, applied in bus order.
 #[derive(Default)]
 struct Projector {
-    states: HashMap<Arc<str>, SessionState>,
+    states: FastMap<Arc<str>, SessionState>,
     /// The last bus sequence dispatched.
     last_seq: u64,
 }
@@ -211,7 +216,7 @@ struct Entry {
     retention: Retention,
     /// Each agent ever in an audience of this session, with the last
     /// sequence they were in.
-    members: HashMap<Box<str>, u64>,
+    members: FastMap<Box<str>, u64>,
     /// The last bus sequence committed here.
     applied: u64,
     last_activity: Instant,
@@ -235,7 +240,7 @@ impl Entry {
             uri: None,
             log: Arc::default(),
             retention: Retention::new(seq_floor, customer_floor),
-            members: HashMap::new(),
+            members: FastMap::default(),
             applied: state.applied,
             last_activity: now,
             cost: 0,
@@ -245,7 +250,7 @@ impl Entry {
     /// Takes the committed copies of what attach and sweep read.
     fn take_state(&mut self, state: &SessionState, changed: bool) {
         if changed {
-            self.agents = state.agents().map(Box::from).collect::<Vec<_>>().into();
+            self.agents = state.agent_list().clone();
             self.customer = state.customer().map(Box::from);
             self.state = state.state().cloned();
             self.ended = state.ended();
@@ -268,14 +273,14 @@ impl Entry {
 }
 
 struct Inner {
-    sessions: HashMap<Arc<str>, Entry>,
+    sessions: FastMap<Arc<str>, Entry>,
     registry: Registry,
     /// Sessions each agent has been in the audience of, for resume and
     /// snapshot; pruned with the sessions.
-    agent_sessions: HashMap<Box<str>, HashSet<Arc<str>>>,
+    agent_sessions: FastMap<Box<str>, FastSet<Arc<str>>>,
     /// Per agent, the last sequence they received in a forgotten session:
     /// their replay cannot start below it.
-    agent_floors: HashMap<Box<str>, u64>,
+    agent_floors: FastMap<Box<str>, u64>,
     /// The last sequence of any forgotten session: a supervisor's replay
     /// cannot start below it.
     purged_floor: u64,
@@ -336,10 +341,10 @@ impl Hub {
         Arc::new(Self {
             projector: Mutex::new(Projector::default()),
             inner: Mutex::new(Inner {
-                sessions: HashMap::new(),
+                sessions: FastMap::default(),
                 registry: Registry::default(),
-                agent_sessions: HashMap::new(),
-                agent_floors: HashMap::new(),
+                agent_sessions: FastMap::default(),
+                agent_floors: FastMap::default(),
                 purged_floor: 0,
                 last_seq: 0,
                 start_floor: None,
@@ -777,7 +782,7 @@ impl Inner {
     /// Evicts the oldest of what the budget counts until it holds again:
     /// frames and log entries first, then, if states alone exceed it, the
     /// least recently active sessions.
-    fn keep_budget(&mut self, states: &mut HashMap<Arc<str>, SessionState>, metrics: &Metrics) {
+    fn keep_budget(&mut self, states: &mut FastMap<Arc<str>, SessionState>, metrics: &Metrics) {
         while self.budget.over() {
             let Some((seq, session, held)) = self.budget.oldest() else {
                 break;
@@ -823,7 +828,7 @@ impl Inner {
     }
 
     /// Forgets a session, raising the floors of whoever was in it.
-    fn forget(&mut self, states: &mut HashMap<Arc<str>, SessionState>, id: &str) {
+    fn forget(&mut self, states: &mut FastMap<Arc<str>, SessionState>, id: &str) {
         states.remove(id);
         let Some(entry) = self.sessions.remove(id) else {
             return;

@@ -8,12 +8,12 @@
 //! (its socket closes with 1013). A customer connection whose token names
 //! another participant than the session's customer is revoked (1008).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use smallvec::SmallVec;
 
+use super::FastMap;
 use crate::frame::{AgentFrame, Frame};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
@@ -29,8 +29,8 @@ pub struct CustomerConn {
 
 #[derive(Default)]
 pub struct Registry {
-    agents: HashMap<Box<str>, Conns<Outbox<AgentFrame>>>,
-    customers: HashMap<Arc<str>, Conns<CustomerConn>>,
+    agents: FastMap<Box<str>, Conns<Outbox<AgentFrame>>>,
+    customers: FastMap<Arc<str>, Conns<CustomerConn>>,
     supervisors: Conns<Outbox<AgentFrame>>,
     count: usize,
 }

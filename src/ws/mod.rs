@@ -496,16 +496,29 @@ async fn guarded<F>(
     end_signal: &EndSignal<F>,
     shutdown: &CancellationToken,
 ) -> Result<(), End> {
+    let mut write = std::pin::pin!(write);
+    // Most writes complete at once (the socket takes them): then there is
+    // no timer to set nor signal to wait on, the cost of every frame.
+    if let Some(done) = futures::FutureExt::now_or_never(write.as_mut()) {
+        return written(done);
+    }
     tokio::select! {
         biased;
         done = timeout(limit, write) => match done {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) if is_gone(&e) => Err(End::Peer),
-            Ok(Err(_)) => Err(End::write_failed(false)),
+            Ok(done) => written(done),
             Err(_) => Err(End::write_failed(true)),
         },
         why = end_signal.ended() => Err(End::of(why)),
         () = shutdown.cancelled() => Err(End::Shutdown),
+    }
+}
+
+/// What a completed write means for the connection.
+fn written(done: Result<(), tungstenite::Error>) -> Result<(), End> {
+    match done {
+        Ok(()) => Ok(()),
+        Err(e) if is_gone(&e) => Err(End::Peer),
+        Err(_) => Err(End::write_failed(false)),
     }
 }
 
