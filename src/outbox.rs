@@ -3,7 +3,9 @@
 //! Owns the slow-consumer rule: a queue is bounded by frame count and by
 //! bytes; an offer past either bound does not wait, it ends the queue as
 //! slow and wakes the connection, so the fan-out never blocks on one socket.
-//! The hub may also end a queue for another reason ([`Ended::Revoked`]).
+//! The hub may also end a queue for another reason ([`Ended::Revoked`]),
+//! or for all at once when the server shuts down ([`Ended::Shutdown`]:
+//! what is queued is still taken, then the end).
 //! A queue carries one audience's frames ([`Frame`]: agent or customer,
 //! two types), reference-counted: queuing shares the bytes serialized once
 //! for the whole audience, it never copies them. Its byte bound is at
@@ -40,6 +42,9 @@ pub enum Ended {
     /// The connection may no longer receive this stream (a customer token
     /// whose subject turned out not to be the session's customer).
     Revoked,
+    /// The server shuts down: the frames already queued are still taken,
+    /// then the connection closes (1001).
+    Shutdown,
 }
 
 /// Capacity kept by an emptied queue; a burst's larger one is given back.
@@ -76,13 +81,16 @@ impl<F> Shared<F> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Ends the queue (the first reason stays), frees what it holds (those
-    /// frames will not be sent) and wakes the connection.
+    /// Ends the queue (the first reason stays) and wakes the connection;
+    /// but on shutdown, frees what it holds (those frames will not be
+    /// sent).
     fn end(&self, why: Ended) {
         let mut q = self.lock();
-        q.ended.get_or_insert(why);
-        q.frames = VecDeque::new();
-        q.bytes = 0;
+        let why = *q.ended.get_or_insert(why);
+        if why != Ended::Shutdown {
+            q.frames = VecDeque::new();
+            q.bytes = 0;
+        }
         drop(q);
         self.wake.notify_one();
     }
@@ -156,6 +164,11 @@ impl<F: Frame> Outbox<F> {
         self.shared.end(Ended::Revoked);
     }
 
+    /// Ends this connection's stream once what is queued is sent.
+    pub fn shut_down(&self) {
+        self.shared.end(Ended::Shutdown);
+    }
+
     pub fn is_overflowed(&self) -> bool {
         self.shared.lock().ended == Some(Ended::Slow)
     }
@@ -215,8 +228,9 @@ enum Take<F> {
 impl<F: Frame> Inbox<F> {
     fn take(&mut self) -> Take<F> {
         let mut q = self.shared.lock();
-        if q.ended.is_some() {
-            return Take::Ended;
+        match q.ended {
+            None | Some(Ended::Shutdown) => {}
+            Some(_) => return Take::Ended,
         }
         match q.frames.pop_front() {
             Some(queued) => {
@@ -226,7 +240,7 @@ impl<F: Frame> Inbox<F> {
                 }
                 Take::Frame(queued)
             }
-            None if q.hub_gone => Take::Ended,
+            None if q.hub_gone || q.ended.is_some() => Take::Ended,
             None => Take::Empty,
         }
     }
@@ -378,6 +392,22 @@ mod tests {
         assert_eq!(inbox.end_reason(), Some(Ended::Revoked));
         assert!(!out.offer(&f, Instant::now()));
         assert!(!out.is_overflowed(), "the first reason stays");
+    }
+
+    #[tokio::test]
+    async fn on_shutdown_what_is_queued_is_still_taken_then_the_end() {
+        let (out, mut inbox) = channel(QueueLimits {
+            frames: 10,
+            bytes: 10_000,
+        });
+        let (a, b) = (frame("a"), frame("b"));
+        assert!(out.offer(&a, Instant::now()) && out.offer(&b, Instant::now()));
+        out.shut_down();
+        assert!(!out.offer(&a, Instant::now()), "nothing new");
+        assert_eq!(inbox.recv().await.map(|q| q.frame), Some(a));
+        assert_eq!(inbox.recv().await.map(|q| q.frame), Some(b));
+        assert_eq!(inbox.recv().await, None);
+        assert_eq!(inbox.end_reason(), Some(Ended::Shutdown));
     }
 
     #[test]

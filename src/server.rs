@@ -128,10 +128,13 @@ impl Server {
         let app = router(state.clone());
         let shutdown = state.shutdown.clone();
         let serve_shutdown = shutdown.clone();
+        let hub = state.hub.clone();
         tokio::spawn(async move {
             signal.await;
             tracing::info!("shutting down");
             shutdown.cancel();
+            // Every stream ends once what is queued for it is sent.
+            hub.shutdown();
         });
         let result = crate::listen::serve(
             listener,

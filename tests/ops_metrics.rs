@@ -143,9 +143,9 @@ async fn metrics_follow_a_scenario() {
     assert_eq!(delta("chatgate_notifications_dispatched_total"), 5.0);
     assert_eq!(
         delta("chatgate_serializations_total"),
-        5.0 + 2.0,
-        "one agent serialization per notification, one customer serialization per customer view, \
-         for {FAN} connections each"
+        2.0,
+        "none for agents (their frames are the notifications' own bytes), one per customer \
+         view, for {FAN} connections each"
     );
     assert_eq!(
         delta("chatgate_frames_out_total{audience=\"agent\"}"),
@@ -201,11 +201,17 @@ async fn metrics_follow_a_scenario() {
 
 #[tokio::test]
 async fn a_slow_consumer_close_is_counted_as_an_overflow_and_a_1013() {
-    // A queue of 64 bytes cannot hold one notification frame: the first
-    // live frame overflows it.
-    let server = start(|c| c.queue_bytes = 64).await;
+    // A queue of 8 frames (its bytes are at least one frame of the bound)
+    // and a client that reads nothing while 8 MB come: once the socket's
+    // buffers are full, the queue overflows.
+    let server = start(|c| c.queue_frames = 8).await;
     let mut agent = server.connect(Role::Agent, TESTNAME, None).await;
     server.ingest_ok(&[seed_before_consult()]).await;
+    let testname = seed_before_consult()["facebooksession"]["participants"][1].clone();
+    let flood: Vec<serde_json::Value> = (1..=2000)
+        .map(|i| seed_message(i, &testname, "All", &"f".repeat(4000)))
+        .collect();
+    server.publish(&flood).await;
     let (closed, error) = agent.until_close().await;
     assert_eq!(closed, Closed::Code(1013));
     assert_eq!(error.unwrap()["code"], 1013);

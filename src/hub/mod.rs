@@ -290,6 +290,8 @@ struct Inner {
     /// can be replayed.
     start_floor: Option<u64>,
     budget: Budget,
+    /// The server shuts down: every stream ends, and new ones at once.
+    closed: bool,
 }
 
 pub struct Hub {
@@ -349,6 +351,7 @@ impl Hub {
                 last_seq: 0,
                 start_floor: None,
                 budget: Budget::new(config.retention_bytes),
+                closed: false,
             }),
             dispatched: watch::Sender::new(0),
             config,
@@ -528,6 +531,9 @@ impl Hub {
                     None => inner.snapshot_handles(party),
                 };
                 let (outbox, inbox) = outbox::channel(self.config.queue);
+                if inner.closed {
+                    outbox.shut_down();
+                }
                 match party {
                     Party::Agent(a) => inner.registry.add_agent(a, conn, outbox),
                     _ => inner.registry.add_supervisor(conn, outbox),
@@ -548,6 +554,15 @@ impl Hub {
                 }))
             }
         }
+    }
+
+    /// The server shuts down: every connection's stream ends once what is
+    /// queued for it is sent (its connection then closes with 1001), and
+    /// so does any registered from now on.
+    pub fn shutdown(&self) {
+        let mut inner = self.inner();
+        inner.closed = true;
+        inner.registry.shut_down_all();
     }
 
     fn count_resume(&self, asked: bool, hit: bool) {

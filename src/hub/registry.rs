@@ -126,6 +126,22 @@ impl Registry {
         agents.chain(customers).sum()
     }
 
+    /// Ends every connection's stream once what is queued is sent (the
+    /// server shuts down).
+    pub fn shut_down_all(&self) {
+        let agents = self
+            .agents
+            .values()
+            .chain(std::iter::once(&self.supervisors))
+            .flatten()
+            .map(|(_, o)| o);
+        agents.for_each(Outbox::shut_down);
+        self.customers
+            .values()
+            .flatten()
+            .for_each(|(_, c)| c.outbox.shut_down());
+    }
+
     /// Revokes the customer connections of `session` whose token names
     /// another participant than `customer`.
     pub fn revoke_strangers(&mut self, session: &str, customer: &str) {

@@ -34,7 +34,6 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::auth::{roles, Authenticated, Principal, Role};
@@ -57,6 +56,9 @@ pub const MAX_CLIENT_TEXT: usize = 4096;
 /// header, before its payload is buffered (1009 as well, though the unread
 /// payload may reset the TCP connection before the client reads it).
 const MAX_CLIENT_MESSAGE: usize = 16 << 10;
+/// How long a connection closed at shutdown waits for its client's own
+/// close before letting go of the socket.
+const SHUTDOWN_LINGER: Duration = Duration::from_secs(1);
 /// Frames sent per flush when several are queued.
 const SEND_BATCH: usize = 64;
 
@@ -202,6 +204,7 @@ impl End {
                 close::POLICY,
                 "the token's subject is not the customer of this session",
             ),
+            Ended::Shutdown => End::Shutdown,
         }
     }
 
@@ -221,8 +224,9 @@ impl End {
 struct Connection<F: Frame> {
     socket: Socket,
     inbox: Inbox<F>,
-    /// Frames owed before the live queue: a replay or a snapshot.
-    backlog: Backlog<F>,
+    /// Frames owed before the live queue: a replay or a snapshot (let go
+    /// once sent).
+    backlog: Option<Backlog<F>>,
     resumed: bool,
     epoch: String,
     /// Dropped (the hub lets go) as soon as the connection ends, before
@@ -247,7 +251,7 @@ impl<F: Frame> Connection<F> {
             socket,
             end_signal: attachment.inbox.end_signal(),
             inbox: attachment.inbox,
-            backlog: attachment.backlog,
+            backlog: Some(attachment.backlog),
             resumed: attachment.resumed,
             epoch: attachment.epoch,
             registration: Some(attachment.registration),
@@ -262,22 +266,35 @@ impl<F: Frame> Connection<F> {
     async fn run(mut self, _permit: Option<AddressPermit>) {
         let end = self.serve().await;
         self.registration = None;
-        let code = match end {
-            End::Peer => "peer".to_string(),
+        let (code, told, linger) = match end {
+            End::Peer => ("peer".to_string(), false, Duration::ZERO),
             End::Shutdown => {
-                let _ = timeout(self.write_timeout, self.flush_and_go_away()).await;
-                close::GOING_AWAY.to_string()
+                let told = timeout(self.write_timeout, self.flush_and_go_away()).await;
+                // The process is about to go: a short wait only.
+                let linger = self.write_timeout.min(SHUTDOWN_LINGER);
+                (close::GOING_AWAY.to_string(), told.unwrap_or(false), linger)
             }
             End::Close(code, reason) => {
                 // Frames still queued are not sent: the client resumes
                 // from the last one it got.
                 self.inbox.discard();
-                let _ = timeout(self.write_timeout, self.close_with_error(code, reason)).await;
-                code.to_string()
+                let told = timeout(self.write_timeout, self.close_with_error(code, reason)).await;
+                (code.to_string(), told.unwrap_or(false), self.write_timeout)
             }
         };
         tracing::debug!(code, "connection closed");
         self.state.metrics.connections_closed.inc(&code);
+        if told {
+            // Not past the server's shutdown, though: it waits for this task.
+            let shutdown = self.state.shutdown.clone();
+            let _ = timeout(linger, async {
+                tokio::select! {
+                    () = self.await_close() => {}
+                    () = shutdown.cancelled() => {}
+                }
+            })
+            .await;
+        }
     }
 
     async fn serve(&mut self) -> End {
@@ -297,50 +314,40 @@ impl<F: Frame> Connection<F> {
     }
 
     /// Sends the backlog, then the live queue, with heartbeats and pings,
-    /// until something ends the connection. Client frames and the
-    /// heartbeat come before outgoing frames, so a busy stream never
-    /// starves pongs.
+    /// until something ends the connection. The timer and client frames
+    /// come before outgoing frames, so a busy stream never starves pongs.
+    /// Shutdown needs no branch of its own: the hub ends every queue then.
     async fn live(&mut self) -> End {
         let cfg = &self.state.config;
-        let heartbeat_every = Duration::from_secs(cfg.heartbeat_secs.max(1));
-        let pong_timeout = Duration::from_secs(cfg.pong_timeout_secs.max(1));
-        let expires = token_deadline(
-            self.principal
-                .exp
-                .saturating_add(self.state.auth.leeway_secs()),
-        );
-        let shutdown = self.state.shutdown.clone();
-        // The deadlines are made once and pinned, not remade at every turn
-        // of the loop: each turn then costs no timer or waiter registration.
-        let cancelled = shutdown.cancelled();
-        let expiry = sleep_until(expires);
-        let pong_deadline = sleep_until(far_future());
-        tokio::pin!(cancelled, expiry, pong_deadline);
-        let mut awaiting_pong = false;
-        let mut heartbeat =
-            tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+        let mut due = Deadlines {
+            heartbeat_every: Duration::from_secs(cfg.heartbeat_secs.max(1)),
+            pong_timeout: Duration::from_secs(cfg.pong_timeout_secs.max(1)),
+            expiry: token_deadline(
+                self.principal
+                    .exp
+                    .saturating_add(self.state.auth.leeway_secs()),
+            ),
+            heartbeat: Instant::now() + Duration::from_secs(cfg.heartbeat_secs.max(1)),
+            pong: None,
+        };
+        // One timer for the heartbeat, the pong and the token's expiry,
+        // made once and reset: a turn of the loop registers nothing new.
+        let timer = sleep_until(due.next());
+        tokio::pin!(timer);
         loop {
             tokio::select! {
                 biased;
-                () = &mut cancelled => return End::Shutdown,
-                () = &mut expiry => return End::Close(close::TOKEN_EXPIRED, "token expired"),
-                () = &mut pong_deadline, if awaiting_pong => {
-                    return End::Close(close::INTERNAL, "no pong in time: the connection is considered lost");
+                () = &mut timer => {
+                    if let Err(end) = self.on_timer(&mut due).await {
+                        return end;
+                    }
+                    timer.as_mut().reset(due.next());
                 }
                 msg = self.socket.next() => match client_frame(msg) {
-                    ClientFrame::Pong => awaiting_pong = false,
+                    ClientFrame::Pong => due.pong = None,
                     ClientFrame::Ignored => {}
                     ClientFrame::End(end) => return end,
                 },
-                _ = heartbeat.tick() => {
-                    if let Err(end) = self.beat().await {
-                        return end;
-                    }
-                    if !awaiting_pong {
-                        awaiting_pong = true;
-                        pong_deadline.as_mut().reset(Instant::now() + pong_timeout);
-                    }
-                }
                 out = next_out(&mut self.backlog, &mut self.inbox) => {
                     let sent = match out {
                         Out::Backlog(frames) => self.send_frames(&frames).await,
@@ -360,6 +367,27 @@ impl<F: Frame> Connection<F> {
         }
     }
 
+    /// What is due when the timer fires: the token's end, a pong missed,
+    /// a heartbeat.
+    async fn on_timer(&mut self, due: &mut Deadlines) -> Result<(), End> {
+        let now = Instant::now();
+        if now >= due.expiry {
+            return Err(End::Close(close::TOKEN_EXPIRED, "token expired"));
+        }
+        if due.pong.is_some_and(|p| now >= p) {
+            return Err(End::Close(
+                close::INTERNAL,
+                "no pong in time: the connection is considered lost",
+            ));
+        }
+        if now >= due.heartbeat {
+            self.beat().await?;
+            due.heartbeat = now + due.heartbeat_every;
+            due.pong.get_or_insert(now + due.pong_timeout);
+        }
+        Ok(())
+    }
+
     /// A heartbeat frame and a ping.
     async fn beat(&mut self) -> Result<(), End> {
         let socket = &mut self.socket;
@@ -369,13 +397,7 @@ impl<F: Frame> Connection<F> {
             socket.feed(Message::Ping(Default::default())).await?;
             socket.flush().await
         };
-        guarded(
-            write,
-            self.write_timeout,
-            &self.end_signal,
-            &self.state.shutdown,
-        )
-        .await
+        guarded(write, self.write_timeout, &self.end_signal).await
     }
 
     /// Writes `first` and the frames queued behind it (up to a batch) with
@@ -406,7 +428,7 @@ impl<F: Frame> Connection<F> {
             }
             socket.flush().await
         };
-        guarded(write, *write_timeout, end_signal, &state.shutdown).await
+        guarded(write, *write_timeout, end_signal).await
     }
 
     async fn send_frames(&mut self, frames: &[F]) -> Result<(), End> {
@@ -417,13 +439,7 @@ impl<F: Frame> Connection<F> {
             }
             socket.flush().await
         };
-        guarded(
-            write,
-            self.write_timeout,
-            &self.end_signal,
-            &self.state.shutdown,
-        )
-        .await
+        guarded(write, self.write_timeout, &self.end_signal).await
     }
 
     async fn send_texts(&mut self, texts: &[Utf8Bytes]) -> Result<(), End> {
@@ -434,53 +450,47 @@ impl<F: Frame> Connection<F> {
             }
             socket.flush().await
         };
-        guarded(
-            write,
-            self.write_timeout,
-            &self.end_signal,
-            &self.state.shutdown,
-        )
-        .await
+        guarded(write, self.write_timeout, &self.end_signal).await
     }
 
     /// Shutdown: sends what is already queued (nothing more), then the
-    /// error frame and 1001.
-    async fn flush_and_go_away(&mut self) {
+    /// error frame and 1001; whether the close went out.
+    async fn flush_and_go_away(&mut self) -> bool {
         while let Some(queued) = self.inbox.try_recv() {
             if send_text(&mut self.socket, queued.frame.bytes())
                 .await
                 .is_err()
             {
-                return;
+                return false;
             }
         }
         self.close_with_error(close::GOING_AWAY, "server shutting down")
-            .await;
+            .await
     }
 
-    async fn close_with_error(&mut self, code: u16, reason: &'static str) {
+    /// The error frame, then the close frame; whether both went out.
+    async fn close_with_error(&mut self, code: u16, reason: &'static str) -> bool {
         let err = json!({"type": "error", "code": code, "message": reason});
         if self
             .socket
             .feed(Message::Text(Utf8Bytes::from(err.to_string())))
             .await
-            .is_ok()
+            .is_err()
         {
-            let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: Utf8Bytes::from_static(reason),
-            };
-            if self.socket.send(Message::Close(Some(frame))).await.is_ok() {
-                self.await_close().await;
-            }
+            return false;
         }
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: Utf8Bytes::from_static(reason),
+        };
+        self.socket.send(Message::Close(Some(frame))).await.is_ok()
     }
 
     /// Reads until the client's own close (the closing handshake), so that
     /// the socket is not torn down under a client still writing (its pongs,
     /// say): the reset that would follow drops what the client has not
     /// read yet, the error frame and the close included. Bounded by the
-    /// caller's timeout.
+    /// caller's timeout; the hub has let go of the connection already.
     async fn await_close(&mut self) {
         while let Some(Ok(_)) = self.socket.next().await {}
     }
@@ -489,12 +499,11 @@ impl<F: Frame> Connection<F> {
 /// Runs a write to the socket. Gives up on it when the peer does not take
 /// it within `limit`, and, only while the write is blocked, when the hub
 /// ends the queue (the client fell behind: its close is due now, not after
-/// the write times out) or the server shuts down.
+/// the write times out; or the server shuts down).
 async fn guarded<F>(
     write: impl Future<Output = Result<(), tungstenite::Error>>,
     limit: Duration,
     end_signal: &EndSignal<F>,
-    shutdown: &CancellationToken,
 ) -> Result<(), End> {
     let mut write = std::pin::pin!(write);
     // Most writes complete at once (the socket takes them): then there is
@@ -509,7 +518,6 @@ async fn guarded<F>(
             Err(_) => Err(End::write_failed(true)),
         },
         why = end_signal.ended() => Err(End::of(why)),
-        () = shutdown.cancelled() => Err(End::Shutdown),
     }
 }
 
@@ -547,10 +555,13 @@ enum Out<F> {
 
 /// The backlog first (up to `SEND_BATCH` frames at a time, built as they
 /// are taken), then the live queue.
-async fn next_out<F: Frame>(backlog: &mut Backlog<F>, inbox: &mut Inbox<F>) -> Out<F> {
-    let frames: Vec<F> = backlog.by_ref().take(SEND_BATCH).collect();
-    if !frames.is_empty() {
-        return Out::Backlog(frames);
+async fn next_out<F: Frame>(backlog: &mut Option<Backlog<F>>, inbox: &mut Inbox<F>) -> Out<F> {
+    if let Some(owed) = backlog {
+        let frames: Vec<F> = owed.by_ref().take(SEND_BATCH).collect();
+        if !frames.is_empty() {
+            return Out::Backlog(frames);
+        }
+        *backlog = None;
     }
     match inbox.recv().await {
         Some(first) => Out::Live(first),
@@ -574,6 +585,10 @@ fn client_frame(msg: Option<Result<Message, tungstenite::Error>>) -> ClientFrame
             ClientFrame::Ignored
         }
         Some(Err(tungstenite::Error::Capacity(_))) => ClientFrame::End(too_big()),
+        // The peer went away without a close: nobody to tell.
+        Some(Err(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ))) => ClientFrame::End(End::Peer),
         Some(Err(tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_))) => {
             ClientFrame::End(End::Close(
                 close::PROTOCOL,
@@ -588,8 +603,26 @@ fn too_big() -> End {
     End::Close(close::TOO_BIG, "client frames are limited to 4 KiB")
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365)
+/// When each of a connection's timed duties is due.
+struct Deadlines {
+    heartbeat_every: Duration,
+    pong_timeout: Duration,
+    /// The token's end.
+    expiry: Instant,
+    /// The next heartbeat and ping.
+    heartbeat: Instant,
+    /// The pong a ping asked for, while none came.
+    pong: Option<Instant>,
+}
+
+impl Deadlines {
+    fn next(&self) -> Instant {
+        let mut at = self.expiry.min(self.heartbeat);
+        if let Some(p) = self.pong {
+            at = at.min(p);
+        }
+        at
+    }
 }
 
 /// When a token that expires at `exp` (epoch seconds) runs out: at that
