@@ -506,7 +506,7 @@ impl NatsStore {
         let rest: Vec<Notification> = claim.notifications[published..].to_vec();
         if !rest.is_empty() {
             // Within the frame bound: checked when the claim was published.
-            let rest = super::state::events_of(&rest, usize::MAX)?;
+            let rest = super::store::events_of(&rest, usize::MAX)?;
             self.bus
                 .publish_from(rest, Some(&claim.key()), published)
                 .await

@@ -9,14 +9,12 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use bytes::Bytes;
 
 use super::error::OpError;
-use super::store::Publish;
+use super::store::{events_of, Publish};
 use super::Engine;
 use crate::auth::{Authenticator, Gate};
 use crate::client_addr::TrustedProxies;
-use crate::event::{Event, EventError};
 use crate::metrics::Metrics;
 use crate::model::Notification;
 use crate::publisher::Publisher;
@@ -76,26 +74,4 @@ impl Publish for Publisher {
             .await
             .map_err(OpError::bus)
     }
-}
-
-/// The engine's notifications as the bus carries them: serialized once,
-/// and refused as a whole (HTTP 400, nothing changes) when one of their
-/// frames would exceed the frame bound `max_frame`.
-pub fn events_of(batch: &[Notification], max_frame: usize) -> Result<Vec<Event>, OpError> {
-    batch
-        .iter()
-        .map(|n| {
-            Event::parse(Bytes::from(n.to_json_bytes()), max_frame).map_err(|e| match e {
-                EventError::TooLarge { bytes, limit } => OpError::bad(format!(
-                    "the change would make a notification of {bytes} bytes, over the frame bound of {limit} (CHATGATE_MAX_FRAME_BYTES); nothing changed"
-                )),
-                other => {
-                    // A bug of the engine's, not the caller's: logged, and
-                    // the change is not made.
-                    tracing::error!(error = %other, "the engine built an invalid notification");
-                    OpError::Unavailable("the change could not be published; nothing changed".into())
-                }
-            })
-        })
-        .collect()
 }

@@ -31,11 +31,13 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::Mutex;
 
 use super::error::OpError;
 use super::record::SessionRecord;
+use crate::event::{Event, EventError};
 use crate::model::{Message, Notification};
 
 /// Where an applied change's notifications go (the bus, through a
@@ -350,6 +352,28 @@ pub(super) fn messages_of(notifications: &[Notification]) -> Vec<Arc<Message>> {
         .filter_map(|n| n.messages.as_ref())
         .flatten()
         .map(|m| Arc::new(m.clone()))
+        .collect()
+}
+
+/// The engine's notifications as the bus carries them: serialized once,
+/// and refused as a whole (HTTP 400, nothing changes) when one of their
+/// frames would exceed the frame bound `max_frame`.
+pub fn events_of(batch: &[Notification], max_frame: usize) -> Result<Vec<Event>, OpError> {
+    batch
+        .iter()
+        .map(|n| {
+            Event::parse(Bytes::from(n.to_json_bytes()), max_frame).map_err(|e| match e {
+                EventError::TooLarge { bytes, limit } => OpError::bad(format!(
+                    "the change would make a notification of {bytes} bytes, over the frame bound of {limit} (CHATGATE_MAX_FRAME_BYTES); nothing changed"
+                )),
+                other => {
+                    // A bug of the engine's, not the caller's: logged, and
+                    // the change is not made.
+                    tracing::error!(error = %other, "the engine built an invalid notification");
+                    OpError::Unavailable("the change could not be published; nothing changed".into())
+                }
+            })
+        })
         .collect()
 }
 
