@@ -22,11 +22,13 @@
 pub mod upgrade;
 
 use std::future::Future;
+use std::pin::{pin, Pin};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -126,28 +128,24 @@ pub async fn ws_handler(
     // span keeps its formatted fields for the connection's whole life.
     let span = tracing::debug_span!("conn", role = principal.role.as_str(), sub = %principal.sub,
         session = principal.session.as_deref().unwrap_or(""));
+    let upgrade_tracker = state.tracker.clone();
     let tracker = state.tracker.clone();
     ws.on_upgrade(
         MAX_CLIENT_MESSAGE,
         move |task| {
-            tracker.spawn(task);
+            upgrade_tracker.spawn(task);
         },
-        move |socket| {
-            async move {
-                match attached {
-                    Attached::Agent(a) => {
-                        Connection::new(socket, a, principal, state)
-                            .run(Some(permit))
-                            .await
-                    }
-                    Attached::Customer(a) => {
-                        Connection::new(socket, a, principal, state)
-                            .run(Some(permit))
-                            .await
-                    }
-                }
+        // The connection is its own task, its future only what it needs
+        // (see `Connection::run`): the memory of every idle connection.
+        move |socket| match attached {
+            Attached::Agent(a) => {
+                let conn = Connection::new(socket, a, principal, state);
+                tracker.spawn(conn.run(permit).instrument(span));
             }
-            .instrument(span)
+            Attached::Customer(a) => {
+                let conn = Connection::new(socket, a, principal, state);
+                tracker.spawn(conn.run(permit).instrument(span));
+            }
         },
     )
 }
@@ -261,32 +259,56 @@ impl<F: Frame> Connection<F> {
         }
     }
 
-    /// Serves the connection to its end; `_permit` (its address's slot)
-    /// is released only then.
-    async fn run(mut self, _permit: Option<AddressPermit>) {
-        let end = self.serve().await;
-        self.registration = None;
-        let (code, told, linger) = match end {
-            End::Peer => ("peer".to_string(), false, Duration::ZERO),
-            End::Shutdown => {
-                let told = timeout(self.write_timeout, self.flush_and_go_away()).await;
-                // The process is about to go: a short wait only.
-                let linger = self.write_timeout.min(SHUTDOWN_LINGER);
-                (close::GOING_AWAY.to_string(), told.unwrap_or(false), linger)
+    /// Serves the connection to its end; `permit` (its address's slot)
+    /// is released only then. Not an `async fn`: that would copy `self`
+    /// into its future twice (argument and local), and this future is
+    /// what every connection holds for its life.
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self, permit: AddressPermit) -> impl Future<Output = ()> + Send {
+        async move {
+            let end = self.serve().await;
+            self.registration = None;
+            let (code, told, linger) = self.close(end).await;
+            tracing::debug!(code, "connection closed");
+            self.state.metrics.connections_closed.inc(&code);
+            if told {
+                self.linger(linger).await;
             }
-            End::Close(code, reason) => {
-                // Frames still queued are not sent: the client resumes
-                // from the last one it got.
-                self.inbox.discard();
-                let told = timeout(self.write_timeout, self.close_with_error(code, reason)).await;
-                (code.to_string(), told.unwrap_or(false), self.write_timeout)
+            drop(permit);
+        }
+    }
+
+    /// Tells the client why the connection ends (if anyone is there to
+    /// tell): the close code, whether it went out, and how long to wait
+    /// for the client's own close. Boxed: a path taken once, kept out of
+    /// the connection's future.
+    fn close(&mut self, end: End) -> BoxFuture<'_, (String, bool, Duration)> {
+        Box::pin(async move {
+            match end {
+                End::Peer => ("peer".to_string(), false, Duration::ZERO),
+                End::Shutdown => {
+                    let told = timeout(self.write_timeout, self.flush_and_go_away()).await;
+                    // The process is about to go: a short wait only.
+                    let linger = self.write_timeout.min(SHUTDOWN_LINGER);
+                    (close::GOING_AWAY.to_string(), told.unwrap_or(false), linger)
+                }
+                End::Close(code, reason) => {
+                    // Frames still queued are not sent: the client resumes
+                    // from the last one it got.
+                    self.inbox.discard();
+                    let told =
+                        timeout(self.write_timeout, self.close_with_error(code, reason)).await;
+                    (code.to_string(), told.unwrap_or(false), self.write_timeout)
+                }
             }
-        };
-        tracing::debug!(code, "connection closed");
-        self.state.metrics.connections_closed.inc(&code);
-        if told {
-            // Not past the server's shutdown, though: it waits for this task.
-            let shutdown = self.state.shutdown.clone();
+        })
+    }
+
+    /// Waits up to `linger` for the client's close, but not past the
+    /// server's shutdown, which waits for this task. Boxed, as `close`.
+    fn linger(&mut self, linger: Duration) -> BoxFuture<'_, ()> {
+        let shutdown = self.state.shutdown.clone();
+        Box::pin(async move {
             let _ = timeout(linger, async {
                 tokio::select! {
                     () = self.await_close() => {}
@@ -294,11 +316,20 @@ impl<F: Frame> Connection<F> {
                 }
             })
             .await;
-        }
+        })
     }
 
     async fn serve(&mut self) -> End {
         tracing::debug!(resumed = self.resumed, "connection opened");
+        if let Err(end) = self.send_texts(&[self.welcome()]).await {
+            return end;
+        }
+        self.live().await
+    }
+
+    /// The welcome frame. Its JSON tree is gone once serialized: built in
+    /// `serve`, it would stay in the connection's future for its life.
+    fn welcome(&self) -> Utf8Bytes {
         let welcome = json!({
             "type": "welcome",
             "role": self.principal.role,
@@ -306,11 +337,7 @@ impl<F: Frame> Connection<F> {
             "resumed": self.resumed,
             "epoch": self.epoch,
         });
-        let welcome = Utf8Bytes::from(welcome.to_string());
-        if let Err(end) = self.send_texts(&[welcome]).await {
-            return end;
-        }
-        self.live().await
+        Utf8Bytes::from(welcome.to_string())
     }
 
     /// Sends the backlog, then the live queue, with heartbeats and pings,
@@ -397,7 +424,7 @@ impl<F: Frame> Connection<F> {
             socket.feed(Message::Ping(Default::default())).await?;
             socket.flush().await
         };
-        guarded(write, self.write_timeout, &self.end_signal).await
+        guarded(pin!(write), self.write_timeout, &self.end_signal).await
     }
 
     /// Writes `first` and the frames queued behind it (up to a batch) with
@@ -428,7 +455,7 @@ impl<F: Frame> Connection<F> {
             }
             socket.flush().await
         };
-        guarded(write, *write_timeout, end_signal).await
+        guarded(pin!(write), *write_timeout, end_signal).await
     }
 
     async fn send_frames(&mut self, frames: &[F]) -> Result<(), End> {
@@ -439,7 +466,7 @@ impl<F: Frame> Connection<F> {
             }
             socket.flush().await
         };
-        guarded(write, self.write_timeout, &self.end_signal).await
+        guarded(pin!(write), self.write_timeout, &self.end_signal).await
     }
 
     async fn send_texts(&mut self, texts: &[Utf8Bytes]) -> Result<(), End> {
@@ -450,7 +477,7 @@ impl<F: Frame> Connection<F> {
             }
             socket.flush().await
         };
-        guarded(write, self.write_timeout, &self.end_signal).await
+        guarded(pin!(write), self.write_timeout, &self.end_signal).await
     }
 
     /// Shutdown: sends what is already queued (nothing more), then the
@@ -500,12 +527,14 @@ impl<F: Frame> Connection<F> {
 /// it within `limit`, and, only while the write is blocked, when the hub
 /// ends the queue (the client fell behind: its close is due now, not after
 /// the write times out; or the server shuts down).
+///
+/// The write comes pinned by the caller: moved in, it would take its
+/// room in this future a second time.
 async fn guarded<F>(
-    write: impl Future<Output = Result<(), tungstenite::Error>>,
+    mut write: Pin<&mut impl Future<Output = Result<(), tungstenite::Error>>>,
     limit: Duration,
     end_signal: &EndSignal<F>,
 ) -> Result<(), End> {
-    let mut write = std::pin::pin!(write);
     // Most writes complete at once (the socket takes them): then there is
     // no timer to set nor signal to wait on, the cost of every frame.
     if let Some(done) = futures::FutureExt::now_or_never(write.as_mut()) {

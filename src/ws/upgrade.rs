@@ -114,18 +114,19 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 }
 
 impl WsUpgrade {
-    /// Answers 101 and runs `serve` on the socket once the client has it
-    /// (in a task of its own; `spawn` decides how, e.g. tracked for
-    /// shutdown). `max_client_message` bounds what the client may send.
-    pub fn on_upgrade<F>(
+    /// Answers 101 and, once the client has it, hands the socket to
+    /// `serve` (from a task of its own; `spawn` decides how, e.g. tracked
+    /// for shutdown). `serve` is expected to spawn the connection's task:
+    /// the upgrade's task then ends, so that what it needed (the upgrade
+    /// future, `serve`'s captures) is not kept inside every connection's
+    /// future for its whole life. `max_client_message` bounds what the
+    /// client may send.
+    pub fn on_upgrade(
         self,
         max_client_message: usize,
         spawn: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
-        serve: impl FnOnce(Socket) -> F + Send + 'static,
-    ) -> Response
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
+        serve: impl FnOnce(Socket) + Send + 'static,
+    ) -> Response {
         let accept = derive_accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
         spawn(Box::pin(async move {
@@ -139,7 +140,7 @@ impl WsUpgrade {
                 Some(config(max_client_message)),
             )
             .await;
-            serve(socket).await;
+            serve(socket);
         }));
         let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
         let headers = response.headers_mut();
