@@ -40,6 +40,7 @@ pub mod defaults {
     pub const INGEST_MAX_BYTES: usize = 16 << 20;
     pub const CUSTOMER_SESSION_RATE: u32 = 30;
     pub const AGENT_OPERATION_RATE: u32 = 300;
+    pub const AUTO_ACCEPT: bool = true;
     pub const SHUTDOWN_SECS: u64 = 10;
     pub const NATS_MAX_AGE_SECS: u64 = 86_400;
     pub const NATS_MAX_BYTES: i64 = 1 << 30;
@@ -239,6 +240,17 @@ pub struct Config {
     /// 0 = unlimited.
     #[arg(long, env = "CHATGATE_AGENT_OPERATION_RATE", default_value_t = defaults::AGENT_OPERATION_RATE)]
     pub agent_operation_rate: u32,
+
+    /// Whether a new customer session joins its routed agent at once
+    /// (true), or first reaches them as an invitation in state Invited,
+    /// which they Accept or Reject (false; Reject routes it on).
+    #[arg(
+        long,
+        env = "CHATGATE_AUTO_ACCEPT",
+        default_value_t = defaults::AUTO_ACCEPT,
+        action = clap::ArgAction::Set
+    )]
+    pub auto_accept: bool,
 
     /// Seconds to wait for connections to close on shutdown.
     #[arg(long, env = "CHATGATE_SHUTDOWN_SECS", default_value_t = defaults::SHUTDOWN_SECS)]

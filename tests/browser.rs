@@ -15,13 +15,23 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use chatgate::config::Config;
 use support::start;
 
 /// Bounds one scenario run, browser start included.
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 async fn run_scenario(scenario: &str) {
-    let server = start(|c| c.jwt_secret = None).await;
+    run_scenario_with(scenario, |_| {}).await;
+}
+
+/// Runs `scenario` against a chatgate whose settings `tune` adjusts.
+async fn run_scenario_with(scenario: &str, tune: impl FnOnce(&mut Config)) {
+    let server = start(|c| {
+        c.jwt_secret = None;
+        tune(c);
+    })
+    .await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(root.join("tests/browser/e2e.mjs"))
@@ -70,4 +80,11 @@ async fn consult_and_transfer_in_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_loses_and_doubles_nothing_in_the_browser() {
     run_scenario("reconnect").await;
+}
+
+/// Auto-accept off: the desktop offers Accept and Reject for an
+/// invitation; a rejected chat is offered to the next agent, who accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_is_rejected_then_accepted_in_the_browser() {
+    run_scenario_with("invitation", |c| c.auto_accept = false).await;
 }

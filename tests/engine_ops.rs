@@ -101,6 +101,10 @@ async fn consult_through_a_queue_picks_its_least_busy_agent_not_in_the_session()
             .contains("SocialMediaAgentGroup"),
         "{reply}"
     );
+    assert_eq!(reply["statusCode"], 2, "not valid in the current state");
+    let error = datas(&mut supervisor, 1).await;
+    assert_eq!(describe(&error[0]), "Error(Chatting)");
+    assert_eq!(error[0]["referenceId"], reply["referenceId"]);
     supervisor.expect_silence(QUIET).await;
 
     // Invite and Transfer through a queue: Agent2 invites into B from the
@@ -141,8 +145,13 @@ async fn consult_through_a_queue_picks_its_least_busy_agent_not_in_the_session()
     server.stop().await;
 }
 
+/// A refusal: what, HTTP status, GWS statusCode, whether the caller is a
+/// participant (so an Error notification tells the session's agents),
+/// and the answer.
+type Case<'a> = (&'a str, u16, u64, bool, (u16, Value));
+
 #[tokio::test]
-async fn every_refusal_has_its_status_and_changes_and_announces_nothing() {
+async fn every_refusal_has_its_gws_status_changes_nothing_and_tells_a_participant() {
     let server = start(|_| {}).await;
     let chat = open_chat(&server, "Vitaliy", "hello", Some(QUEUE)).await;
     op_ok(
@@ -162,31 +171,37 @@ async fn every_refusal_has_its_status_and_changes_and_announces_nothing() {
     let sid = chat.sid.as_str();
     let url = |path: &str| server.url(path);
     let post = reqwest::Method::POST;
-    let cases: Vec<(&str, u16, u64, (u16, Value))> = vec![
-        ("unknown session", 404, 4, op(&server, TESTNAME, "0000000000000000", json!({"operationName": "SendMessage", "text": "x"})).await),
-        ("not a participant", 403, 3, op(&server, AGENT3, sid, json!({"operationName": "SendMessage", "text": "x"})).await),
-        ("consultant transfers", 400, 2, op(&server, AGENT2, sid, json!({"operationName": "Transfer", "targetPath": format!("/users/{AGENT3}")})).await),
-        ("consultant completes", 400, 2, op(&server, AGENT2, sid, json!({"operationName": "Complete"})).await),
-        ("consult without target", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "Consult"})).await),
-        ("consult of nobody", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "Consult", "targetUri": "http://localhost:8080/api/v2/contacts/429a55994ef64991a77acb77c1cf9041"})).await),
-        ("consult of a participant", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "Consult", "targetPath": format!("/users/{AGENT2}")})).await),
-        ("unknown operationName", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "Dance"})).await),
-        ("no operationName", 400, 1, op(&server, TESTNAME, sid, json!({"text": "x"})).await),
-        ("empty text", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "SendMessage", "text": ""})).await),
-        ("bad url", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "SendUrl", "url": "javascript:alert(1)"})).await),
-        ("nested userData", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "AttachUserData", "userData": {"a": {"b": 1}}})).await),
-        ("remove a stranger", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "RemoveParticipantFromConference", "participantId": "nobody"})).await),
-        ("remove oneself", 400, 1, op(&server, TESTNAME, sid, json!({"operationName": "RemoveParticipantFromConference", "targetPath": format!("/users/{TESTNAME}")})).await),
-        ("not JSON", 400, 1, send(post.clone(), &url(&format!("/api/v2/me/facebooksessions/{sid}")), Some(&agent(TESTNAME)), None).await),
-        ("no token", 401, 5, send(post.clone(), &url(&format!("/api/v2/me/facebooksessions/{sid}")), None, Some(&json!({"operationName": "Leave"}))).await),
-        ("customer token on the agent API", 403, 3, send(post.clone(), &url(&format!("/api/v2/me/facebooksession/{sid}")), Some(&chat.token), Some(&json!({"operationName": "Leave"}))).await),
-        ("customer of another session", 403, 3, send(post.clone(), &url(&format!("/api/v2/customer/sessions/{sid}")), Some(&other.token), Some(&json!({"operationName": "SendMessage", "text": "x"}))).await),
-        ("customer transfers", 400, 1, customer_op(&server, &chat, json!({"operationName": "Transfer"})).await),
-        ("agent token on the customer API", 403, 3, send(post.clone(), &url(&format!("/api/v2/customer/sessions/{sid}")), Some(&agent(TESTNAME)), Some(&json!({"operationName": "Leave"}))).await),
-        ("session without nickname", 400, 1, send(post.clone(), &url("/api/v2/customer/sessions"), None, Some(&json!({"message": "hi"}))).await),
-        ("session in an unknown queue", 400, 1, send(post.clone(), &url("/api/v2/customer/sessions"), None, Some(&json!({"nickname": "n", "message": "hi", "queue": "Nope"}))).await),
+    let cases: Vec<Case> = vec![
+        ("unknown session", 404, 6, false, op(&server, TESTNAME, "0000000000000000", json!({"operationName": "SendMessage", "text": "x"})).await),
+        ("not a participant", 403, 5, false, op(&server, AGENT3, sid, json!({"operationName": "SendMessage", "text": "x"})).await),
+        ("consultant transfers", 400, 2, true, op(&server, AGENT2, sid, json!({"operationName": "Transfer", "targetPath": format!("/users/{AGENT3}")})).await),
+        ("consultant completes", 400, 2, true, op(&server, AGENT2, sid, json!({"operationName": "Complete"})).await),
+        ("consult without target", 400, 1, true, op(&server, TESTNAME, sid, json!({"operationName": "Consult"})).await),
+        ("consult of nobody", 400, 10, true, op(&server, TESTNAME, sid, json!({"operationName": "Consult", "targetUri": "http://localhost:8080/api/v2/contacts/429a55994ef64991a77acb77c1cf9041"})).await),
+        ("consult of a participant", 400, 2, true, op(&server, TESTNAME, sid, json!({"operationName": "Consult", "targetPath": format!("/users/{AGENT2}")})).await),
+        ("unknown operationName", 400, 10, true, op(&server, TESTNAME, sid, json!({"operationName": "Dance"})).await),
+        ("no operationName", 400, 1, true, op(&server, TESTNAME, sid, json!({"text": "x"})).await),
+        ("empty text", 400, 10, true, op(&server, TESTNAME, sid, json!({"operationName": "SendMessage", "text": ""})).await),
+        ("bad url", 400, 10, true, op(&server, TESTNAME, sid, json!({"operationName": "SendUrl", "url": "javascript:alert(1)"})).await),
+        ("nested userData", 400, 10, true, op(&server, TESTNAME, sid, json!({"operationName": "AttachUserData", "userData": {"a": {"b": 1}}})).await),
+        ("remove a stranger", 400, 6, true, op(&server, TESTNAME, sid, json!({"operationName": "RemoveParticipantFromConference", "participantId": "nobody"})).await),
+        ("remove oneself", 400, 2, true, op(&server, TESTNAME, sid, json!({"operationName": "RemoveParticipantFromConference", "targetPath": format!("/users/{TESTNAME}")})).await),
+        ("remove the customer", 400, 2, true, op(&server, TESTNAME, sid, json!({"operationName": "RemoveParticipantFromConference", "participantId": chat.participant})).await),
+        ("consult of an unknown user", 400, 6, true, op(&server, TESTNAME, sid, json!({"operationName": "Consult", "targetPath": "/users/nobody"})).await),
+        ("complete to an unknown queue", 400, 6, true, op(&server, TESTNAME, sid, json!({"operationName": "Complete", "queueName": "Nope"})).await),
+        ("accept while chatting", 400, 2, true, op(&server, TESTNAME, sid, json!({"operationName": "Accept"})).await),
+        ("reject while chatting", 400, 2, true, op(&server, TESTNAME, sid, json!({"operationName": "Reject"})).await),
+        ("comment without text", 400, 1, true, op(&server, TESTNAME, sid, json!({"operationName": "AddComment"})).await),
+        ("not JSON", 400, 10, true, send(post.clone(), &url(&format!("/api/v2/me/facebooksessions/{sid}")), Some(&agent(TESTNAME)), None).await),
+        ("no token", 401, 20, false, send(post.clone(), &url(&format!("/api/v2/me/facebooksessions/{sid}")), None, Some(&json!({"operationName": "Leave"}))).await),
+        ("customer token on the agent API", 403, 5, false, send(post.clone(), &url(&format!("/api/v2/me/facebooksession/{sid}")), Some(&chat.token), Some(&json!({"operationName": "Leave"}))).await),
+        ("customer of another session", 403, 5, false, send(post.clone(), &url(&format!("/api/v2/customer/sessions/{sid}")), Some(&other.token), Some(&json!({"operationName": "SendMessage", "text": "x"}))).await),
+        ("customer transfers", 400, 10, false, customer_op(&server, &chat, json!({"operationName": "Transfer"})).await),
+        ("agent token on the customer API", 403, 5, false, send(post.clone(), &url(&format!("/api/v2/customer/sessions/{sid}")), Some(&agent(TESTNAME)), Some(&json!({"operationName": "Leave"}))).await),
+        ("session without nickname", 400, 1, false, send(post.clone(), &url("/api/v2/customer/sessions"), None, Some(&json!({"message": "hi"}))).await),
+        ("session in an unknown queue", 400, 6, false, send(post.clone(), &url("/api/v2/customer/sessions"), None, Some(&json!({"nickname": "n", "message": "hi", "queue": "Nope"}))).await),
     ];
-    for (what, status, code, (got_status, reply)) in &cases {
+    for (what, status, code, _, (got_status, reply)) in &cases {
         assert_eq!(
             (got_status, &reply["statusCode"]),
             (status, &json!(code)),
@@ -195,11 +210,35 @@ async fn every_refusal_has_its_status_and_changes_and_announces_nothing() {
         let message = reply["statusMessage"].as_str().unwrap_or_default();
         assert!(!message.is_empty(), "{what}: no statusMessage in {reply}");
     }
-    let message_of = |i: usize| cases[i].3 .1["statusMessage"].as_str().unwrap().to_owned();
+    let message_of = |i: usize| cases[i].4 .1["statusMessage"].as_str().unwrap().to_owned();
     assert!(message_of(4).contains("targetUri or targetPath"));
     assert!(message_of(2).contains("consulting agent"));
     assert!(message_of(7).contains("Dance"));
 
+    // Each refusal of a participant was also announced to the session's
+    // agents (and supervisors): an Error with the request's referenceId,
+    // its statusCode and statusMessage, and the unchanged session; the
+    // others announced nothing.
+    let announced: Vec<&Case> = cases.iter().filter(|c| c.3).collect();
+    let errors = datas(&mut supervisor, announced.len()).await;
+    for (n, (what, _, code, _, (_, reply))) in errors.iter().zip(announced) {
+        assert_eq!(n["notificationType"], "Error", "{what}: {n}");
+        assert_eq!(n["messageType"], "FacebooksessionStateChangeMessage");
+        assert_eq!(n["errorCode"], json!(code), "{what}: {n}");
+        assert_eq!(n["errorMessage"], reply["statusMessage"], "{what}");
+        assert_eq!(n["referenceId"], reply["referenceId"], "{what}: {reply}");
+        assert!(reply["referenceId"].is_u64(), "{what}: {reply}");
+        assert_eq!(n["facebooksession"]["id"], sid);
+        assert_eq!(
+            n["facebooksession"]["participants"],
+            before["facebooksession"]["participants"]
+        );
+    }
+    for (what, _, _, told, (_, reply)) in &cases {
+        if !told {
+            assert!(reply.get("referenceId").is_none(), "{what}: {reply}");
+        }
+    }
     supervisor.expect_silence(QUIET).await;
     assert_eq!(
         snapshot(&server, TESTNAME, &chat.sid).await,
@@ -354,18 +393,11 @@ async fn every_operation_once_with_what_each_party_sees() {
     assert_eq!(data(4)["FromAddress"], "Vitaliy");
     datas(&mut agent3, 5).await;
 
-    // RemoveParticipantFromConference: Agent3 goes, visibly.
-    let agent3_id = props[4]["facebooksession"]["participants"][2]["participantId"].clone();
-    op_ok(
-        &server,
-        TESTNAME,
-        sid,
-        json!({"operationName": "RemoveParticipantFromConference", "participantId": agent3_id}),
-    )
-    .await;
-    let removal = datas(&mut agent3, 2).await;
-    assert_eq!(describe(&removal[0]), "NewMessages[ParticipantLeft/All]");
-    assert_eq!(nicknames(&removal[1]).len(), 2);
+    // One of two visible agents leaves: Agent3 goes, visibly.
+    op_ok(&server, AGENT3, sid, json!({"operationName": "Leave"})).await;
+    let leaving = datas(&mut agent3, 2).await;
+    assert_eq!(describe(&leaving[0]), "NewMessages[ParticipantLeft/All]");
+    assert_eq!(nicknames(&leaving[1]).len(), 2);
     agent3.expect_silence(QUIET).await;
     datas(&mut testname, 2).await;
 
@@ -406,6 +438,9 @@ async fn every_operation_once_with_what_each_party_sees() {
     )
     .await;
     assert_eq!((status, &reply["statusCode"]), (400, &json!(2)), "{reply}");
+    let error = datas(&mut testname, 1).await;
+    assert_eq!(describe(&error[0]), "Error(Chatting)");
+    assert_eq!(error[0]["errorCode"], 2);
     let (status, _) = customer_op(
         &server,
         &chat,
@@ -421,15 +456,24 @@ async fn every_operation_once_with_what_each_party_sees() {
     )
     .await;
 
-    // The last visible agent leaving ends the session.
+    // The last visible agent leaves the chat, wraps up, then completes.
     op_ok(&server, TESTNAME, sid, json!({"operationName": "Leave"})).await;
-    let last = datas(&mut testname, 3).await;
-    assert_eq!(describe(&last[1]), "NewMessages[ParticipantLeft/All]");
-    assert_eq!(describe(&last[2]), "StatusChange(Completed)");
+    op_ok(&server, TESTNAME, sid, json!({"operationName": "Complete"})).await;
+    let last = datas(&mut testname, 4).await;
+    let kinds: Vec<String> = last.iter().map(describe).collect();
+    assert_eq!(
+        kinds,
+        [
+            "NewMessages[Text/Agents]",
+            "NewMessages[ParticipantLeft/All]",
+            "ParticipantsUpdated(Chatting)",
+            "StatusChange(Completed)"
+        ]
+    );
     let (_, mine) = get(&server, "/api/v2/me/facebooksessions", &agent(TESTNAME)).await;
     assert_eq!(mine["facebooksessions"], json!([]));
 
-    let seen = datas(&mut customer, 8).await;
+    let seen = datas(&mut customer, 9).await;
     let kinds: Vec<String> = seen.iter().map(describe).collect();
     assert_eq!(
         kinds,
@@ -441,9 +485,10 @@ async fn every_operation_once_with_what_each_party_sees() {
             "NewMessages[ParticipantLeft/All]",
             "ParticipantsUpdated(Chatting)",
             "NewMessages[ParticipantLeft/All]",
+            "ParticipantsUpdated(Chatting)",
             "StatusChange(Completed)"
         ],
-        "Agent3's removal, the customer's typing and leave, TestName's leave"
+        "Agent3's leave, the customer's typing and leave, TestName's leave and Complete"
     );
     let text = seen.iter().map(Value::to_string).collect::<String>();
     assert!(!text.contains("Agent2") && !text.contains("wrap-up"));
@@ -470,7 +515,7 @@ async fn anonymous_sessions_are_rate_limited_per_address() {
         .unwrap();
     assert!((1..=30).contains(&retry), "retry after {retry}");
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["statusCode"], 6);
+    assert_eq!(body["statusCode"], 3, "GWS: the operation is forbidden");
     server.wait_dispatched(4).await;
     assert_eq!(
         server.state.hub.last_seq(),

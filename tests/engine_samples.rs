@@ -17,9 +17,11 @@ use engine_support::*;
 use serde_json::{json, Value};
 use support::*;
 
+const AGENT4: &str = "8a2e6c4f1d3b4e9a9c5f7b2d1e6a4c80";
+
 /// Kind of notification -> its sample. A kind is the notificationType,
 /// and for NewMessages the types of its messages with their sender's type.
-const SAMPLES: [(&str, &str); 15] = [
+const SAMPLES: [(&str, &str); 17] = [
     ("ParticipantsUpdated", "consult-participants-updated.json"),
     (
         "NewMessages:ParticipantJoined/Agent",
@@ -61,6 +63,11 @@ const SAMPLES: [(&str, &str); 15] = [
     (
         "NewMessages:ParticipantJoined/Agent+ParticipantLeft/Agent",
         "transfer-new-messages.json",
+    ),
+    ("Error", "error.json"),
+    (
+        "NewMessages:Notice/Agent+ParticipantLeft/Agent",
+        "remove-participant-new-messages.json",
     ),
 ];
 
@@ -132,6 +139,14 @@ async fn emitted() -> Vec<Value> {
         (AGENT2, json!({"operationName": "Leave"})),
         (
             TESTNAME,
+            json!({"operationName": "Consult", "targetPath": format!("/users/{AGENT4}")}),
+        ),
+        (
+            TESTNAME,
+            json!({"operationName": "RemoveParticipantFromConference", "targetPath": format!("/users/{AGENT4}")}),
+        ),
+        (
+            TESTNAME,
             json!({"operationName": "AttachUserData", "userData": {"OrderId": "42"}}),
         ),
         (
@@ -142,6 +157,9 @@ async fn emitted() -> Vec<Value> {
     for (user, body) in agent_ops {
         op_ok(&server, user, sid, body).await;
     }
+    // A refusal: an Error notification.
+    let (status, _) = op(&server, AGENT3, sid, json!({"operationName": "Accept"})).await;
+    assert_eq!(status, 400);
     for name in ["SendStartTypingNotification", "SendStopTypingNotification"] {
         customer_op_ok(&server, &chat, json!({"operationName": name})).await;
     }

@@ -139,10 +139,11 @@ const ENGINE_REFUSALS: [&str; 2] = [
     "the session store is unavailable; nothing changed",
 ];
 
-/// An engine refusal while NATS is stopped: 503, statusCode 7, fixed words.
+/// An engine refusal while NATS is stopped: 503, statusCode 4 (GWS: an
+/// internal error occurred), fixed words.
 fn assert_fixed_engine_refusal(what: &str, (status, body): (u16, Value)) {
     assert_eq!(status, 503, "{what}: {body}");
-    assert_eq!(body["statusCode"], 7, "{what}: {body}");
+    assert_eq!(body["statusCode"], 4, "{what}: {body}");
     let message = body["statusMessage"].as_str().unwrap_or_default();
     assert!(
         ENGINE_REFUSALS.contains(&message),

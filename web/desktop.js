@@ -210,8 +210,17 @@ function onNotification(data) {
   const { newLines } = entry.view.apply(data);
   if (id !== state.selected) entry.unread += newLines;
   if (!state.selected) state.selected = id;
-  if (entry.view.missesHistory) scheduleBackfill();
+  if (needsHistory(entry.view)) scheduleBackfill();
   scheduleRender();
+}
+
+/**
+ * Whether the earlier lines of a session must be read: joined midway, or
+ * offered a session (an invitation) whose lines came before the offer, so
+ * no line of it reached this desktop yet.
+ */
+function needsHistory(view) {
+  return view.missesHistory || (!view.backfilled && view.messages.size === 0 && view.state !== "Completed");
 }
 
 /**
@@ -223,7 +232,7 @@ function scheduleBackfill() {
   state.backfillQueued = true;
   setTimeout(async () => {
     state.backfillQueued = false;
-    const ids = [...state.sessions.values()].filter((e) => e.view.missesHistory).map((e) => e.view.id);
+    const ids = [...state.sessions.values()].filter((e) => needsHistory(e.view)).map((e) => e.view.id);
     if (!ids.length || !state.token) return;
     for (const id of ids) state.sessions.get(id).view.backfilled = true;
     const history = await fetchHistory(state.token, ids);
@@ -391,10 +400,11 @@ function renderTyping() {
 }
 
 /**
- * Operations a consulting agent is not offered: `capabilities` belong to
- * the session's state (one notification serves every agent), but a
- * consultant is invisible to the customer and takes no step the customer
- * would see; the originator transfers, the consultant may leave.
+ * Operations a consulting agent is not offered: a notification's
+ * `capabilities` are the session's lead agent's (one notification serves
+ * every agent of the session), but a consultant is invisible to the
+ * customer and takes no step the customer would see; the originator
+ * transfers, the consultant may leave. (The engine refuses the rest.)
  */
 const NOT_FOR_CONSULTANTS = new Set([
   "SendMessage", "SendUrl", "SendStartTypingNotification", "SendStopTypingNotification",
@@ -425,7 +435,8 @@ function renderComposer(view) {
   $("send").disabled = !usable;
   $("composer-text").placeholder = !me
     ? "You are no longer in this session."
-    : usable ? "Type a message… (Enter sends, Shift+Enter for a new line)" : "Sending is not possible in this state.";
+    : usable ? "Type a message… (Enter sends, Shift+Enter for a new line)"
+      : caps.has("Accept") ? "Accept the chat to answer." : "Sending is not possible in this state.";
   $("composer").classList.toggle("composer-agents", audience() === "Agents");
 }
 
@@ -455,6 +466,8 @@ function renderActions(view) {
   const caps = capabilitiesOf(view);
   const has = (...ops) => ops.some((o) => caps.has(o));
   for (const b of document.querySelectorAll("#actions [data-op]")) b.hidden = !caps.has(b.dataset.op);
+  // An invitation (auto-accept off): only Accept or Reject apply.
+  $("invite-ops").hidden = !has("Accept", "Reject");
   $("target-ops").hidden = !has("Consult", "Transfer", "Invite");
   $("url-op").hidden = !has("SendUrl");
   $("disposition-op").hidden = !has("SetDisposition");
@@ -537,6 +550,12 @@ function wireActions() {
   for (const b of document.querySelectorAll("#end-ops [data-op]")) {
     b.addEventListener("click", () => operate(b.dataset.op));
   }
+  $("accept-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const nickname = $("accept-nickname").value.trim();
+    if (await operate("Accept", nickname ? { nickname } : {})) $("accept-nickname").value = "";
+  });
+  $("invite-ops").querySelector("[data-op=Reject]").addEventListener("click", () => operate("Reject"));
   $("url-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     if (await operate("SendUrl", { url: $("url-input").value })) $("url-input").value = "";

@@ -4,7 +4,8 @@
 //!   anonymous, rate-limited per client address (`client_addr`: behind a
 //!   trusted proxy, the client it forwarded); creates a session routed
 //!   to the queue's (or any) agent with the fewest active sessions, ties in
-//!   directory order; answers 201 `{"sessionId","participantId","token"}`
+//!   directory order (with `CHATGATE_AUTO_ACCEPT` off, offered to that
+//!   agent as an invitation they Accept or Reject); answers 201 `{"sessionId","participantId","token"}`
 //!   with a customer JWT for `/ws`.
 //! - `POST /api/v2/customer/sessions/{id}` with that token:
 //!   SendMessage, SendStartTypingNotification, SendStopTypingNotification,
@@ -26,7 +27,7 @@ use super::directory::{Queue, Target};
 use super::draft::Draft;
 use super::error::OpError;
 use super::params::{self, json_object, MAX_TEXT_CHARS};
-use super::record::{Member, SessionRecord};
+use super::record::{Member, SessionRecord, SessionStatus};
 use super::store::Change;
 use super::{messages, participants, Ctx};
 use super::{new_id, now_ms, Engine, EngineState};
@@ -98,7 +99,7 @@ fn queue_of<'a>(
                 _ => None,
             })
             .map(Some)
-            .ok_or_else(|| OpError::bad(format!("unknown queue {q:?}"))),
+            .ok_or_else(|| OpError::UnknownResource(format!("unknown queue {q:?}"))),
         Some(_) => Err(OpError::bad("queue must be a string")),
     }
 }
@@ -154,7 +155,11 @@ async fn open(
         session_id: record.id.clone(),
         participant_id: customer.participant_id.clone(),
     };
-    let (record, notifications) = open_session(record, customer, agent, &message, &ctx);
+    let (record, notifications) = if engine.auto_accept {
+        open_session(record, customer, agent, &message, &ctx)
+    } else {
+        offer_session(record, customer, agent, &message, &ctx)
+    };
     engine
         .store
         .create(record, notifications, &publisher)
@@ -228,7 +233,7 @@ impl CustomerOp {
         let name = match body.get("operationName") {
             Some(Value::String(s)) => s.as_str(),
             Some(_) => return Err(OpError::bad("operationName must be a string")),
-            None => return Err(OpError::bad("missing operationName")),
+            None => return Err(OpError::missing("missing operationName")),
         };
         Ok(match name {
             "SendMessage" => CustomerOp::SendMessage(params::text(body, "text", MAX_TEXT_CHARS)?),
@@ -260,7 +265,13 @@ pub fn apply_customer(
             let m = d.message("ParticipantLeft", me, Visibility::All, None, None);
             d.emit_messages(vec![m]);
             d.remove(&me.participant_id);
-            if d.next.agent_users().next().is_none() {
+            // Offered or waiting, nobody has taken the chat: it ends
+            // with the customer.
+            let untaken = matches!(
+                d.next.status,
+                SessionStatus::Invited | SessionStatus::Queued
+            );
+            if untaken || d.next.agent_users().next().is_none() {
                 d.complete();
             } else {
                 d.emit_state(NotificationType::ParticipantsUpdated);
@@ -292,6 +303,37 @@ pub fn open_session(
             None,
         ),
         d.message("ParticipantJoined", &agent, Visibility::All, None, None),
+    ];
+    d.emit_messages(messages);
+    let change = d.done();
+    (change.record, change.notifications)
+}
+
+/// A new session offered to `agent` (auto-accept off): state `Invited`,
+/// the agent listed with visibility `Agents` (the customer does not see
+/// them before they Accept), the customer's first message.
+pub fn offer_session(
+    mut record: SessionRecord,
+    customer: Member,
+    mut agent: Member,
+    first_message: &str,
+    ctx: &Ctx<'_>,
+) -> (SessionRecord, Vec<Notification>) {
+    agent.visibility = Visibility::Agents;
+    record.status = SessionStatus::Invited;
+    record.invited = Some(agent.participant_id.clone());
+    record.participants = vec![customer.clone(), agent];
+    let mut d = Draft::new(&record, ctx);
+    d.emit_state(NotificationType::ParticipantsUpdated);
+    let messages = vec![
+        d.message("ParticipantJoined", &customer, Visibility::All, None, None),
+        d.message(
+            "Text",
+            &customer,
+            Visibility::All,
+            Some(first_message.to_owned()),
+            None,
+        ),
     ];
     d.emit_messages(messages);
     let change = d.done();

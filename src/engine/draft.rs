@@ -57,15 +57,41 @@ impl<'a> Draft<'a> {
     }
 
     pub fn remove(&mut self, participant_id: &str) {
-        self.next
-            .participants
+        let next = &mut self.next;
+        next.participants
             .retain(|m| m.participant_id != participant_id);
+        next.wrapping_up.retain(|p| p != participant_id);
+        if next.invited.as_deref() == Some(participant_id) {
+            next.invited = None;
+        }
     }
 
-    /// Ends the session: nobody is left in it.
+    /// Takes the consultants out, each announced by its ParticipantLeft
+    /// (visibility `Agents`) while still a participant, so that they see
+    /// their own going.
+    pub fn dismiss_consultants(&mut self) {
+        let consultants = self.next.consultants();
+        if consultants.is_empty() {
+            return;
+        }
+        let messages = consultants
+            .iter()
+            .map(|c| self.message("ParticipantLeft", c, Visibility::Agents, None, None))
+            .collect();
+        self.emit_messages(messages);
+        for c in &consultants {
+            self.remove(&c.participant_id);
+        }
+    }
+
+    /// Ends the session: the consultants left behind go (each with its
+    /// ParticipantLeft), then nobody is left in it.
     pub fn complete(&mut self) {
+        self.dismiss_consultants();
         self.next.status = SessionStatus::Completed;
         self.next.participants.clear();
+        self.next.invited = None;
+        self.next.wrapping_up.clear();
         self.emit_state(NotificationType::StatusChange);
     }
 

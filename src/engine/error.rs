@@ -1,18 +1,23 @@
 //! Why an engine request was refused, as an HTTP status and the
 //! Genesys Web Services body `{"statusCode":N,"statusMessage":"..."}`.
 //!
-//! `statusCode` values (0 is success):
+//! `statusCode` values are those of the GWS Return Values page (0 is
+//! success), so a GWS client reads them as it would from GWS:
 //!
-//! | statusCode | HTTP | meaning |
-//! |---|---|---|
-//! | 1 | 400 | bad request: not JSON, unknown `operationName`, missing or bad parameter |
-//! | 2 | 400 | the operation is not in the agent's capabilities now |
-//! | 3 | 403 | the caller is not a participant of the session, or has the wrong role |
-//! | 4 | 404 | no such session |
-//! | 5 | 401 | missing, bad or expired token |
-//! | 6 | 429 | too many requests: new sessions from one client address, or operations of one agent (`Retry-After` says when to retry) |
-//! | 7 | 503 | the bus or the session store did not answer; nothing changed |
-//! | 8 | 409 | a concurrent change could not be reconciled; nothing changed |
+//! | statusCode | GWS meaning | HTTP | chatgate refuses with it |
+//! |---|---|---|---|
+//! | 1 | a required parameter is missing | 400 | missing `operationName` or a mandatory parameter (`text`, `targetUri`/`targetPath`, ...) |
+//! | 2 | a parameter is not valid for the current state | 400 | the operation is not in the caller's capabilities now; a target already in (or all of a queue in) the session |
+//! | 3 | the operation is forbidden | 429 | too many requests (new sessions of one address, operations of one agent; `Retry-After` says when to retry) |
+//! | 4 | an internal error occurred | 503, 409 | the bus or the session store did not answer, a concurrent change could not be reconciled; nothing changed |
+//! | 5 | the user has no permission for this operation | 403 | not a participant of the session, or a token of the wrong role or session |
+//! | 6 | the requested resource could not be found | 404, 400 | no such session (404); a `targetUri`, `targetPath`, `participantId`, `queue` or `queueName` naming nobody (400) |
+//! | 10 | input validation error: a value out of the valid range | 400 | not JSON, unknown `operationName`, a parameter of the wrong type, empty, too long or malformed |
+//! | 20 | the user is not authenticated | 401 | missing, bad or expired token |
+//!
+//! Codes 7-9 and 11-19 (partial success, password changes, resources
+//! created, assigned and so on) name nothing the facebooksession API
+//! does and are not used.
 
 use std::fmt::Display;
 
@@ -26,6 +31,10 @@ use crate::auth::AuthError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
+    /// A mandatory parameter is absent.
+    #[error("{0}")]
+    Missing(String),
+    /// A parameter (or the body) is not a valid value.
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -34,6 +43,9 @@ pub enum OpError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A parameter names a user, queue or participant that does not exist.
+    #[error("{0}")]
+    UnknownResource(String),
     #[error("{0}")]
     Unauthorized(String),
     /// With the seconds after which a retry may succeed.
@@ -75,6 +87,15 @@ impl OpError {
         OpError::BadRequest(message.into())
     }
 
+    pub fn missing(message: impl Into<String>) -> Self {
+        OpError::Missing(message.into())
+    }
+
+    /// Not valid in the session's current state.
+    pub fn state(message: impl Into<String>) -> Self {
+        OpError::NotCapable(message.into())
+    }
+
     /// The bus failed with `detail` (logged, never sent).
     pub fn bus(detail: impl Display) -> Self {
         OpError::Backend {
@@ -102,7 +123,10 @@ impl OpError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            OpError::BadRequest(_) | OpError::NotCapable(_) => StatusCode::BAD_REQUEST,
+            OpError::Missing(_)
+            | OpError::BadRequest(_)
+            | OpError::NotCapable(_)
+            | OpError::UnknownResource(_) => StatusCode::BAD_REQUEST,
             OpError::Forbidden(_) => StatusCode::FORBIDDEN,
             OpError::NotFound(_) => StatusCode::NOT_FOUND,
             OpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -112,16 +136,17 @@ impl OpError {
         }
     }
 
+    /// The GWS `statusCode` (see the module's table).
     pub fn status_code(&self) -> u32 {
         match self {
-            OpError::BadRequest(_) => 1,
+            OpError::Missing(_) => 1,
             OpError::NotCapable(_) => 2,
-            OpError::Forbidden(_) => 3,
-            OpError::NotFound(_) => 4,
-            OpError::Unauthorized(_) => 5,
-            OpError::TooManyRequests(..) => 6,
-            OpError::Unavailable(_) | OpError::Backend { .. } => 7,
-            OpError::Conflict(_) => 8,
+            OpError::TooManyRequests(..) => 3,
+            OpError::Unavailable(_) | OpError::Backend { .. } | OpError::Conflict(_) => 4,
+            OpError::Forbidden(_) => 5,
+            OpError::NotFound(_) | OpError::UnknownResource(_) => 6,
+            OpError::BadRequest(_) => 10,
+            OpError::Unauthorized(_) => 20,
         }
     }
 }
@@ -137,12 +162,49 @@ impl From<AuthError> for OpError {
 
 impl From<UnknownTarget> for OpError {
     fn from(e: UnknownTarget) -> Self {
-        OpError::BadRequest(e.to_string())
+        match e {
+            UnknownTarget::Neither(_) => OpError::BadRequest(e.to_string()),
+            UnknownTarget::User(_) | UnknownTarget::Queue(_) => {
+                OpError::UnknownResource(e.to_string())
+            }
+        }
     }
 }
 
 impl IntoResponse for OpError {
     fn into_response(self) -> Response {
+        self.respond(None)
+    }
+}
+
+/// A refused agent operation as answered: the error, and the referenceId
+/// of the `Error` notification that announced it to the session's agents
+/// (when the caller is one of them), so the caller can tie the two.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: OpError,
+    pub announced: Option<u64>,
+}
+
+impl From<OpError> for Refused {
+    fn from(error: OpError) -> Self {
+        Refused {
+            error,
+            announced: None,
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        self.error.respond(self.announced)
+    }
+}
+
+impl OpError {
+    /// The HTTP answer, with `referenceId` when an Error notification
+    /// carries it.
+    fn respond(self, reference_id: Option<u64>) -> Response {
         match &self {
             OpError::Unavailable(reason) => tracing::warn!(%reason, "engine request refused"),
             OpError::Backend { backend, detail } => {
@@ -150,10 +212,13 @@ impl IntoResponse for OpError {
             }
             _ => {}
         }
-        let body = json!({
+        let mut body = json!({
             "statusCode": self.status_code(),
             "statusMessage": self.to_string(),
         });
+        if let Some(r) = reference_id {
+            body["referenceId"] = json!(r);
+        }
         let mut response = (self.status(), Json(body)).into_response();
         if let OpError::TooManyRequests(_, secs) = self {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -182,7 +247,7 @@ mod tests {
                 .await
                 .unwrap();
             let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            assert_eq!(body, json!({"statusCode": 7, "statusMessage": words}));
+            assert_eq!(body, json!({"statusCode": 4, "statusMessage": words}));
         }
     }
 }

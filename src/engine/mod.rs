@@ -8,7 +8,8 @@
 //! # Layout
 //!
 //! - [`directory`]: agents and queues (TOML file or demo), URIs, targets.
-//! - [`record`]: a session record, its capabilities, notification shapes.
+//! - [`record`]: a session record and its notification shapes;
+//!   [`capabilities`]: what each agent may do in it.
 //! - [`Op`] (here): the agent operations, dispatched from `operationName`;
 //!   their parameters in [`params`], their effects in [`participants`],
 //!   [`messages`] and [`user_data`], built as a [`draft::Draft`].
@@ -21,6 +22,7 @@
 //!   agent's operations.
 //! - [`error`]: refusals as `{"statusCode","statusMessage"}`.
 
+pub mod capabilities;
 pub mod customer;
 pub mod directory;
 pub mod draft;
@@ -63,17 +65,29 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// A parsed agent operation with its parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
+    /// Accept the invitation, optionally with the nickname the customer
+    /// sees.
+    Accept(Option<String>),
+    Reject,
+    AddComment(String),
     Consult(String),
     Transfer(String),
     Invite(String),
     Leave,
-    Complete,
+    /// With the queue (`queueName`) to place the finished interaction in.
+    Complete(Option<String>),
     SendMessage(String),
     SendUrl(String),
     SendToAgents(String),
-    Typing { started: bool, to_agents: bool },
+    Typing {
+        started: bool,
+        to_agents: bool,
+    },
     SetInFocus,
-    SetDisposition { disposition: String, key: String },
+    SetDisposition {
+        disposition: String,
+        key: String,
+    },
     AttachUserData(Map<String, Value>),
     UpdateUserData(Map<String, Value>),
     DeleteUserData(Vec<String>),
@@ -95,9 +109,9 @@ impl Op {
         let name = match body.get("operationName") {
             Some(Value::String(s)) => s.as_str(),
             Some(_) => return Err(OpError::bad("operationName must be a string")),
-            None => return Err(OpError::bad("missing operationName")),
+            None => return Err(OpError::missing("missing operationName")),
         };
-        record::ALL_CAPABILITIES
+        capabilities::OPERATIONS
             .iter()
             .copied()
             .find(|n| *n == name)
@@ -107,11 +121,22 @@ impl Op {
     /// Parses the parameters of operation `name` (unknown ones ignored).
     pub fn parse(name: &str, body: &Map<String, Value>) -> Result<Op, OpError> {
         let op = match name {
+            "Accept" => Op::Accept(params::optional_text(
+                body,
+                "nickname",
+                params::MAX_NICKNAME_CHARS,
+            )?),
+            "Reject" => Op::Reject,
+            "AddComment" => Op::AddComment(params::text(body, "comment", params::MAX_TEXT_CHARS)?),
             "Consult" => Op::Consult(params::target(body)?),
             "Transfer" => Op::Transfer(params::target(body)?),
             "Invite" => Op::Invite(params::target(body)?),
             "Leave" => Op::Leave,
-            "Complete" => Op::Complete,
+            "Complete" => Op::Complete(params::optional_text(
+                body,
+                "queueName",
+                params::MAX_KEY_CHARS,
+            )?),
             "SendMessage" => Op::SendMessage(params::text(body, "text", params::MAX_TEXT_CHARS)?),
             "SendToAgents" => Op::SendToAgents(params::text(body, "text", params::MAX_TEXT_CHARS)?),
             "SendUrl" => Op::SendUrl(params::url(body)?),
@@ -131,7 +156,7 @@ impl Op {
                 started: false,
                 to_agents: true,
             },
-            "SetInFocus" => Op::SetInFocus,
+            "SetInFocus" | "InFocus" => Op::SetInFocus,
             "SetDisposition" => Op::SetDisposition {
                 disposition: params::text(body, "disposition", 256)?,
                 key: match body.get("dispositionKey") {
@@ -148,6 +173,12 @@ impl Op {
             other => return Err(OpError::bad(format!("unknown operationName {other:?}"))),
         };
         Ok(op)
+    }
+
+    /// Whether this operation places an agent (a target, or the next one
+    /// to offer a rejected session to): it runs under the routing lock.
+    pub fn routes(&self) -> bool {
+        self.target().is_some() || *self == Op::Reject
     }
 
     /// The target of Consult, Transfer or Invite, if any.
@@ -174,8 +205,11 @@ impl Op {
             }
             Op::Invite(_) => participants::join(&mut d, me, target, Visibility::All, "invite")?,
             Op::Transfer(_) => participants::transfer(&mut d, me, target)?,
+            Op::Accept(nickname) => participants::accept(&mut d, me, nickname.as_deref()),
+            Op::Reject => participants::reject(&mut d, me, target),
             Op::Leave => participants::leave(&mut d, me),
-            Op::Complete => d.complete(),
+            Op::Complete(queue) => participants::complete(&mut d, queue.as_deref())?,
+            Op::AddComment(text) => user_data::comment(&mut d, text),
             Op::RemoveParticipantFromConference(who) => {
                 participants::remove_participant(&mut d, me, who)?
             }
@@ -212,6 +246,9 @@ pub struct Engine {
     /// Serializes "read the load, then place an agent", so that two
     /// concurrent routings do not both pick the same least-busy agent.
     routing: tokio::sync::Mutex<()>,
+    /// Whether a routed session joins its agent at once
+    /// (`CHATGATE_AUTO_ACCEPT`), or is offered to them first.
+    pub auto_accept: bool,
 }
 
 impl Engine {
@@ -231,6 +268,7 @@ impl Engine {
             limiter: limiter::RateLimiter::new(config.customer_session_rate),
             operation_limiter: limiter::RateLimiter::new(config.agent_operation_rate),
             routing: tokio::sync::Mutex::new(()),
+            auto_accept: config.auto_accept,
         }
     }
 
@@ -307,7 +345,7 @@ mod tests {
         assert!(err.to_string().contains("Dance"));
         assert_eq!(
             Op::parse("Consult", &body(json!({}))).unwrap_err(),
-            OpError::bad("targetUri or targetPath is mandatory")
+            OpError::missing("targetUri or targetPath is mandatory")
         );
         assert_eq!(
             Op::parse(

@@ -77,7 +77,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::error::OpError;
 use super::now_ms;
-use super::record::SessionRecord;
+use super::record::{SessionRecord, SessionStatus};
 use super::store::{messages_of, Change, Publish};
 use crate::bus::nats::{open_bucket, token, NatsBus};
 use crate::config::Config;
@@ -655,6 +655,18 @@ impl NatsStore {
         self.replica.load()
     }
 
+    pub fn placed(&self) -> HashMap<String, Vec<(String, SessionStatus)>> {
+        let mut out: HashMap<String, Vec<(String, SessionStatus)>> = HashMap::new();
+        for s in self.replica.read().sessions.values() {
+            if let Some((queue, status)) = &s.placed {
+                out.entry(queue.clone())
+                    .or_default()
+                    .push((s.id.clone(), *status));
+            }
+        }
+        out
+    }
+
     /// Deletes completed sessions last changed before `cutoff_ms`.
     pub async fn sweep(&self, cutoff_ms: u64) -> usize {
         let done = self.replica.completed_before(cutoff_ms);
@@ -729,6 +741,9 @@ struct Summary {
     agents: Vec<String>,
     received_ms: u64,
     updated_ms: u64,
+    /// The queue the session was placed in, with its state then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    placed: Option<(String, SessionStatus)>,
 }
 
 impl Summary {
@@ -740,6 +755,7 @@ impl Summary {
             agents: record.agent_users().map(str::to_owned).collect(),
             received_ms: record.received_ms,
             updated_ms: record.updated_ms,
+            placed: record.placed_in.clone().map(|q| (q, record.status)),
         }
     }
 }

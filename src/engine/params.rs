@@ -15,6 +15,8 @@ pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_USER_DATA_KEYS: usize = 256;
 /// Longest userData key.
 pub const MAX_KEY_CHARS: usize = 256;
+/// Longest agent nickname (Accept's `nickname`), as a customer's.
+pub const MAX_NICKNAME_CHARS: usize = 64;
 /// The userData key of SetDisposition when no `dispositionKey` is given.
 pub const DEFAULT_DISPOSITION_KEY: &str = "Disposition";
 
@@ -52,7 +54,7 @@ pub fn target(body: &Map<String, Value>) -> Result<String, OpError> {
             Some(_) => return Err(OpError::bad(format!("{key} must be a non-empty string"))),
         }
     }
-    Err(OpError::bad("targetUri or targetPath is mandatory"))
+    Err(OpError::missing("targetUri or targetPath is mandatory"))
 }
 
 /// A mandatory, non-blank string parameter of at most `max` characters.
@@ -65,8 +67,21 @@ pub fn text(body: &Map<String, Value>, key: &str, max: usize) -> Result<String, 
             "{key} is longer than {max} characters"
         ))),
         Some(Value::String(s)) => Ok(s.clone()),
+        None | Some(Value::Null) => Err(OpError::missing(format!("missing {key}"))),
         Some(_) => Err(OpError::bad(format!("{key} must be a string"))),
-        None => Err(OpError::bad(format!("missing {key}"))),
+    }
+}
+
+/// An optional string parameter: absent or null is `None`; given, it is
+/// checked as [`text`] (and trimmed).
+pub fn optional_text(
+    body: &Map<String, Value>,
+    key: &str,
+    max: usize,
+) -> Result<Option<String>, OpError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => text(body, key, max).map(|t| Some(t.trim().to_owned())),
     }
 }
 
@@ -102,13 +117,13 @@ pub fn user_data(body: &Map<String, Value>) -> Result<Map<String, Value>, OpErro
             Ok(m.clone())
         }
         Some(_) => Err(OpError::bad("userData must be an object")),
-        None => Err(OpError::bad("missing userData")),
+        None => Err(OpError::missing("missing userData")),
     }
 }
 
 pub fn keys(body: &Map<String, Value>) -> Result<Vec<String>, OpError> {
     let Some(value) = body.get("keys") else {
-        return Err(OpError::bad("missing keys"));
+        return Err(OpError::missing("missing keys"));
     };
     let keys: Option<Vec<String>> = value.as_array().and_then(|a| {
         a.iter()
@@ -129,5 +144,5 @@ pub fn participant_ref(body: &Map<String, Value>) -> Result<ParticipantRef, OpEr
     }
     target(body)
         .map(ParticipantRef::User)
-        .map_err(|_| OpError::bad("participantId (or targetUri / targetPath) is mandatory"))
+        .map_err(|_| OpError::missing("participantId (or targetUri / targetPath) is mandatory"))
 }

@@ -1,13 +1,19 @@
-//! Who is in a session: Consult, Invite, Transfer, Leave, Complete and
-//! RemoveParticipantFromConference, and the routing of a queue target to
-//! its least busy agent.
+//! Who is in a session: Accept, Reject, Consult, Invite, Transfer, Leave,
+//! Complete and RemoveParticipantFromConference, and the routing of a
+//! queue target to its least busy agent.
 //!
 //! Visibility: a consultant joins with `Agents` (the customer never learns
 //! of them, and their ParticipantLeft is `Agents` too); Invite and Transfer
-//! make the target `All` from that moment on. Order: a participant who
-//! joins is in the ParticipantsUpdated before its ParticipantJoined; one who
-//! leaves gets its ParticipantLeft before the ParticipantsUpdated that
-//! removes it, so every agent sees both ends of their own participation.
+//! make the target `All` from that moment on. An invited agent (auto-accept
+//! off) is listed with `Agents` until Accept makes them `All`, so the
+//! customer sees an agent only once they joined; an agent who left the
+//! chat but wraps up is listed with `Agents` again. Order: a participant
+//! who joins is in the ParticipantsUpdated before its ParticipantJoined;
+//! one who leaves gets its ParticipantLeft before the ParticipantsUpdated
+//! that removes it, so every agent sees both ends of their own
+//! participation. A consultation needs a visible agent: when the last one
+//! leaves or completes, the consultants left behind go too, each with its
+//! ParticipantLeft.
 
 use std::collections::HashMap;
 
@@ -15,6 +21,7 @@ use super::directory::{Directory, Target};
 use super::draft::Draft;
 use super::error::OpError;
 use super::params::ParticipantRef;
+use super::record::SessionStatus;
 use super::record::{Member, SessionRecord};
 use super::Op;
 use crate::model::{NotificationType, ParticipantType, Visibility};
@@ -37,7 +44,6 @@ pub struct Candidate {
     pub nickname: String,
 }
 
-/// sessions first, ties in directory order).
 /// Resolves the target of Consult, Transfer or Invite against the
 /// directory; a queue's agents come ordered by `load` (fewest active
 /// sessions first, ties in directory order).
@@ -90,13 +96,13 @@ pub fn join(
     let joining = match pick(&d.next, target, what)? {
         Pick::New(c) => add_agent(d, c, visibility),
         Pick::Present(m) if m.participant_id == me.participant_id => {
-            return Err(OpError::bad(format!("cannot {what} yourself")))
+            return Err(OpError::state(format!("cannot {what} yourself")))
         }
         Pick::Present(m) if visibility == Visibility::All && m.visibility == Visibility::Agents => {
             promote(d, &m.participant_id)
         }
         Pick::Present(m) => {
-            return Err(OpError::bad(format!(
+            return Err(OpError::state(format!(
                 "{} is already a participant of this session",
                 m.nickname
             )))
@@ -113,7 +119,7 @@ pub fn join(
 pub fn transfer(d: &mut Draft<'_>, me: &Member, target: &Resolved) -> Result<(), OpError> {
     let (joining, announce) = match pick(&d.next, target, "transfer")? {
         Pick::Present(m) if m.participant_id == me.participant_id => {
-            return Err(OpError::bad("cannot transfer to yourself"))
+            return Err(OpError::state("cannot transfer to yourself"))
         }
         Pick::Present(m) if m.visibility == Visibility::Agents => {
             (promote(d, &m.participant_id), true)
@@ -133,20 +139,98 @@ pub fn transfer(d: &mut Draft<'_>, me: &Member, target: &Resolved) -> Result<(),
     Ok(())
 }
 
-/// Leave: a consultant or one of several visible agents just goes; the
-/// last visible agent leaving ends the session.
+/// Accept: the invited agent joins the chat, visible from now on, under
+/// `nickname` when given.
+pub fn accept(d: &mut Draft<'_>, me: &Member, nickname: Option<&str>) {
+    d.next.invited = None;
+    d.next.status = SessionStatus::Chatting;
+    let mut joined = me.clone();
+    for m in &mut d.next.participants {
+        if m.participant_id == me.participant_id {
+            m.visibility = Visibility::All;
+            if let Some(n) = nickname {
+                m.nickname = n.to_owned();
+            }
+            joined = m.clone();
+        }
+    }
+    d.emit_state(NotificationType::StatusChange);
+    d.emit_state(NotificationType::ParticipantsUpdated);
+    let m = d.message("ParticipantJoined", &joined, Visibility::All, None, None);
+    d.emit_messages(vec![m]);
+}
+
+/// Reject: back to routing. The first agent of `candidates` (the
+/// session's queue, or every agent, in load order) who is not in the
+/// session and has not rejected it is invited instead; with none left, the
+/// session waits in its queue (`Queued`).
+pub fn reject(d: &mut Draft<'_>, me: &Member, candidates: &Resolved) {
+    if let Some(user) = &me.user {
+        if !d.next.rejected_by.contains(user) {
+            d.next.rejected_by.push(user.clone());
+        }
+    }
+    d.remove(&me.participant_id);
+    let next = match candidates {
+        Resolved::Queue { agents, .. } => agents
+            .iter()
+            .find(|c| !d.next.rejected_by.contains(&c.user) && d.next.agent(&c.user).is_none()),
+        _ => None,
+    };
+    match next {
+        Some(c) => {
+            let invited = add_agent(d, c, Visibility::Agents);
+            d.next.invited = Some(invited.participant_id);
+            d.emit_state(NotificationType::ParticipantsUpdated);
+        }
+        None => {
+            d.next.status = SessionStatus::Queued;
+            d.next.placed_in = d.next.queue.clone();
+            d.emit_state(NotificationType::StatusChange);
+        }
+    }
+}
+
+/// Leave: a consultant or one of several visible agents just goes. The
+/// last visible agent leaves the chat but not the interaction: they wrap
+/// up (disposition, userData, comment) until Complete, and the
+/// consultants left behind go.
 pub fn leave(d: &mut Draft<'_>, me: &Member) {
     let m = d.message("ParticipantLeft", me, me.visibility, None, None);
     d.emit_messages(vec![m]);
     let last_visible = me.visibility == Visibility::All && d.next.visible_agents() == 1;
     if last_visible {
-        d.complete();
+        d.dismiss_consultants();
+        for m in &mut d.next.participants {
+            if m.participant_id == me.participant_id {
+                // Out of the chat: the customer no longer lists them.
+                m.visibility = Visibility::Agents;
+            }
+        }
+        d.next.wrapping_up.push(me.participant_id.clone());
     } else {
         d.remove(&me.participant_id);
-        d.emit_state(NotificationType::ParticipantsUpdated);
     }
+    d.emit_state(NotificationType::ParticipantsUpdated);
 }
 
+/// Complete: the session ends for everyone; with `queue` (a queue's name
+/// or id), the finished interaction is placed in that queue.
+pub fn complete(d: &mut Draft<'_>, queue: Option<&str>) -> Result<(), OpError> {
+    if let Some(name) = queue {
+        let q = d.ctx.dir.queue(name).ok_or_else(|| {
+            OpError::UnknownResource(format!("queueName {name:?} names no queue"))
+        })?;
+        d.next.placed_in = Some(q.id.clone());
+    }
+    d.complete();
+    Ok(())
+}
+
+/// RemoveParticipantFromConference, as GWS allows it: a visible agent
+/// removes a consultant. Agents only see a `Notice` (GWS's text
+/// `REMOVE_PARTICIPANT_FROM_CONFERENCE<userId>`) and the consultant's
+/// ParticipantLeft, then the participants update.
 pub fn remove_participant(
     d: &mut Draft<'_>,
     me: &Member,
@@ -159,21 +243,36 @@ pub fn remove_participant(
             Target::Queue(_) => return Err(OpError::bad("a queue is not a participant")),
         },
     };
-    let target = found.ok_or_else(|| OpError::bad("no such participant in this session"))?;
-    if target.kind != ParticipantType::Agent {
-        return Err(OpError::bad(
-            "only an agent can be removed from a conference",
+    let target = found
+        .ok_or_else(|| OpError::UnknownResource("no such participant in this session".into()))?;
+    if target.participant_id == me.participant_id {
+        return Err(OpError::state("use Leave to leave the session yourself"));
+    }
+    let consultant = d
+        .next
+        .consultants()
+        .iter()
+        .any(|c| c.participant_id == target.participant_id);
+    if !consultant {
+        return Err(OpError::state(
+            "only a consulting agent (visibility Agents) can be removed from a conference",
         ));
     }
-    if target.participant_id == me.participant_id {
-        return Err(OpError::bad("use Leave to leave the session yourself"));
-    }
-    let m = d.message("ParticipantLeft", &target, target.visibility, None, None);
-    d.emit_messages(vec![m]);
+    let user = target.user.clone().unwrap_or_default();
+    let notice = d.message(
+        "Notice",
+        me,
+        Visibility::Agents,
+        Some(format!("REMOVE_PARTICIPANT_FROM_CONFERENCE{user}")),
+        None,
+    );
+    let left = d.message("ParticipantLeft", &target, Visibility::Agents, None, None);
+    d.emit_messages(vec![notice, left]);
     d.remove(&target.participant_id);
     d.emit_state(NotificationType::ParticipantsUpdated);
     Ok(())
 }
+
 enum Pick<'a> {
     New(&'a Candidate),
     Present(Member),
@@ -192,11 +291,11 @@ fn pick<'a>(record: &SessionRecord, target: &'a Resolved, what: &str) -> Result<
             .find(|c| record.agent(&c.user).is_none())
             .map(Pick::New)
             .ok_or_else(|| {
-                OpError::bad(format!(
+                OpError::state(format!(
                     "every agent of queue {name} is already in this session: none to {what}"
                 ))
             }),
-        Resolved::None => Err(OpError::bad("targetUri or targetPath is mandatory")),
+        Resolved::None => Err(OpError::missing("targetUri or targetPath is mandatory")),
     }
 }
 

@@ -1,11 +1,12 @@
 //! A session as the engine keeps it, and the notifications built from it.
 //!
-//! Owns [`SessionRecord`] (participants, state, userData, the next message
-//! index; the message log is kept by the store), the capabilities each
-//! state allows, and
-//! the Genesys Web Services shapes of the seed: the `facebooksession`
-//! object of a state-change notification and the messages of a NewMessages
-//! notification. Pure: no I/O, no clock (the caller passes the time).
+//! Owns [`SessionRecord`] (participants and the part each plays, state,
+//! userData, comment, the queue it was placed in, the next message index;
+//! the message log is kept by the store) and the Genesys Web Services
+//! shapes of the seed: the `facebooksession` object of a state-change
+//! notification and the messages of a NewMessages notification. What each
+//! agent may do is [`capabilities`](super::capabilities). Pure: no I/O,
+//! no clock (the caller passes the time).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -15,14 +16,21 @@ use crate::model::{
     MESSAGE_LOG_UPDATED, STATE_CHANGE_MESSAGE,
 };
 
+use super::capabilities::{self, Part};
 use super::directory::Directory;
 
 /// The session's state, as `facebooksession.state` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionStatus {
+    /// Offered to an agent who has not accepted it yet (auto-accept off):
+    /// the customer waits, the invited agent may Accept or Reject.
+    Invited,
     /// A customer and at least one agent, or agents wrapping up after the
-    /// customer left.
+    /// customer (or the chat) ended.
     Chatting,
+    /// Every agent it could be offered to rejected it: it waits in its
+    /// queue, with the customer alone.
+    Queued,
     /// Ended: no participant is left and no operation applies.
     Completed,
 }
@@ -30,7 +38,9 @@ pub enum SessionStatus {
 impl SessionStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            SessionStatus::Invited => "Invited",
             SessionStatus::Chatting => "Chatting",
+            SessionStatus::Queued => "Queued",
             SessionStatus::Completed => "Completed",
         }
     }
@@ -67,50 +77,6 @@ impl Member {
     }
 }
 
-/// Every operation name an agent may be offered, in the seed's order.
-pub const ALL_CAPABILITIES: [&str; 18] = [
-    "Transfer",
-    "Leave",
-    "Invite",
-    "Consult",
-    "SetInFocus",
-    "SetDisposition",
-    "AttachUserData",
-    "DeleteUserData",
-    "UpdateUserData",
-    "SendToAgents",
-    "SendStartTypingToAgentsNotification",
-    "SendStopTypingToAgentsNotification",
-    "Complete",
-    "SendMessage",
-    "SendUrl",
-    "SendStartTypingNotification",
-    "SendStopTypingNotification",
-    "RemoveParticipantFromConference",
-];
-
-/// Operations that address the customer or bring an agent to them: they
-/// need a customer in the session.
-const NEEDS_CUSTOMER: [&str; 7] = [
-    "Transfer",
-    "Invite",
-    "Consult",
-    "SendMessage",
-    "SendUrl",
-    "SendStartTypingNotification",
-    "SendStopTypingNotification",
-];
-
-/// Operations a consulting agent (visibility `Agents`) may not perform:
-/// only the agents the customer sees steer the session.
-const VISIBLE_AGENTS_ONLY: [&str; 5] = [
-    "Transfer",
-    "Invite",
-    "Consult",
-    "Complete",
-    "RemoveParticipantFromConference",
-];
-
 /// A session's state and data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -130,6 +96,26 @@ pub struct SessionRecord {
     pub user_data: Map<String, Value>,
     /// The index the next message gets: 1, 2, 3, ... per session.
     pub next_index: u64,
+    /// The participant id of the agent offered the session, until they
+    /// Accept or Reject it (listed with visibility `Agents`, so the
+    /// customer does not see them before they join).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited: Option<String>,
+    /// Participant ids of agents who left the chat but still hold the
+    /// interaction until Complete (listed with visibility `Agents`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wrapping_up: Vec<String>,
+    /// Agents (user ids) who rejected the session: it is not offered to
+    /// them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_by: Vec<String>,
+    /// AddComment's text: agents see it, a customer never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The queue (id) the interaction was placed in: by Complete with
+    /// `queueName`, or by routing when no agent is left to offer it to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_in: Option<String>,
 }
 
 impl SessionRecord {
@@ -144,6 +130,11 @@ impl SessionRecord {
             participants: Vec::new(),
             user_data: Map::new(),
             next_index: 1,
+            invited: None,
+            wrapping_up: Vec::new(),
+            rejected_by: Vec::new(),
+            comment: None,
+            placed_in: None,
         }
     }
 
@@ -174,41 +165,36 @@ impl SessionRecord {
             .filter_map(|m| m.user.as_deref())
     }
 
+    /// Agents in the chat whom the customer sees.
     pub fn visible_agents(&self) -> usize {
         self.participants
             .iter()
-            .filter(|m| m.is_agent() && m.visibility == Visibility::All)
+            .filter(|m| capabilities::part(self, m) == Part::Visible && m.is_agent())
             .count()
+    }
+
+    /// Agents consulting (visibility `Agents`, in the chat).
+    pub fn consultants(&self) -> Vec<Member> {
+        self.participants
+            .iter()
+            .filter(|m| m.is_agent() && capabilities::part(self, m) == Part::Consultant)
+            .cloned()
+            .collect()
     }
 
     pub fn is_active(&self) -> bool {
         self.status != SessionStatus::Completed
     }
 
-    /// What the session's state allows (the `capabilities` of its
-    /// notifications): everything while chatting with a customer, the
-    /// agent-side operations once the customer has left, nothing once
-    /// completed.
+    /// The `capabilities` of this record's notifications (its lead
+    /// agent's; see [`capabilities`]).
     pub fn capabilities(&self) -> Vec<&'static str> {
-        match self.status {
-            SessionStatus::Completed => Vec::new(),
-            SessionStatus::Chatting => {
-                let customer = self.customer().is_some();
-                ALL_CAPABILITIES
-                    .iter()
-                    .copied()
-                    .filter(|op| customer || !NEEDS_CUSTOMER.contains(op))
-                    .collect()
-            }
-        }
+        capabilities::shared(self)
     }
 
-    /// Whether `member` may perform `operation` now: allowed by the state,
-    /// and not reserved to visible agents when `member` is a consultant.
+    /// Whether `member` may perform `operation` now.
     pub fn allows(&self, member: &Member, operation: &str) -> bool {
-        let consultant = member.visibility == Visibility::Agents;
-        self.capabilities().contains(&operation)
-            && !(consultant && VISIBLE_AGENTS_ONLY.contains(&operation))
+        capabilities::of(self, member).contains(&operation)
     }
 
     /// Numbers and stamps a new message, for a notification.
@@ -232,8 +218,18 @@ impl SessionRecord {
     }
 
     /// The `facebooksession` object of a state-change notification, with
-    /// the seed's fields.
+    /// the seed's fields (and `comment` once AddComment set one).
     pub fn session_object(&self, dir: &Directory) -> Session {
+        self.session_object_with(dir, self.capabilities())
+    }
+
+    /// The `facebooksession` object as agent `member` is answered it: with
+    /// their own capabilities.
+    pub fn session_object_for(&self, dir: &Directory, member: &Member) -> Session {
+        self.session_object_with(dir, capabilities::of(self, member))
+    }
+
+    fn session_object_with(&self, dir: &Directory, capabilities: Vec<&'static str>) -> Session {
         let mut extra = Map::new();
         extra.insert("userData".into(), Value::Object(self.user_data.clone()));
         extra.insert(
@@ -243,7 +239,10 @@ impl SessionRecord {
         extra.insert("facebooksessionType".into(), json!("Inbound"));
         let queues: Vec<String> = self.queue.iter().map(|q| dir.queue_uri(q)).collect();
         extra.insert("suggestedQueueUris".into(), json!(queues));
-        extra.insert("capabilities".into(), json!(self.capabilities()));
+        extra.insert("capabilities".into(), json!(capabilities));
+        if let Some(comment) = &self.comment {
+            extra.insert("comment".into(), json!(comment));
+        }
         extra.insert("uri".into(), Value::String(dir.session_uri(&self.id)));
         // The seed's own spelling of this field.
         extra.insert("revelantResponseTemplateGroups".into(), json!([]));
@@ -351,27 +350,63 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_follow_state_and_role() {
+    fn capabilities_follow_state_and_each_agents_part() {
         let mut r = SessionRecord::new("s".into(), 0, None);
         r.participants = vec![
             customer(),
             agent("a", Visibility::All),
             agent("b", Visibility::Agents),
         ];
-        assert_eq!(r.capabilities(), ALL_CAPABILITIES.to_vec());
         let (a, b) = (r.participants[1].clone(), r.participants[2].clone());
-        assert!(r.allows(&a, "Transfer"));
-        assert!(!r.allows(&b, "Transfer"));
+        let owner = capabilities::of(&r, &a);
+        assert_eq!(r.capabilities(), owner, "notifications carry the lead's");
+        assert!(owner.contains(&"Transfer") && owner.contains(&"InFocus"));
+        assert!(owner.contains(&"RemoveParticipantFromConference"));
+        let consultant = capabilities::of(&r, &b);
+        for op in [
+            "Transfer",
+            "Invite",
+            "Consult",
+            "Complete",
+            "RemoveParticipantFromConference",
+        ] {
+            assert!(!consultant.contains(&op), "a consultant's list has no {op}");
+        }
         assert!(
             r.allows(&b, "SendMessage"),
-            "a consultant's message is Agents-only"
+            "a consultant's line is Agents-only"
         );
-        assert!(r.allows(&b, "Leave"));
+        assert!(r.allows(&b, "Leave") && r.allows(&b, "AddComment"));
 
+        r.participants.truncate(2);
+        assert!(
+            !r.allows(&a, "RemoveParticipantFromConference"),
+            "no consultant to remove"
+        );
         r.participants.remove(0);
         assert!(!r.allows(&a, "SendMessage"), "no customer to write to");
-        assert!(r.allows(&a, "SendToAgents"));
-        assert!(r.allows(&a, "Complete"));
+        assert!(r.allows(&a, "SendToAgents") && r.allows(&a, "Complete"));
+
+        r.wrapping_up.push(a.participant_id.clone());
+        assert_eq!(
+            capabilities::of(&r, &a),
+            [
+                "SetInFocus",
+                "InFocus",
+                "SetDisposition",
+                "AttachUserData",
+                "DeleteUserData",
+                "UpdateUserData",
+                "AddComment",
+                "Complete"
+            ]
+        );
+        r.wrapping_up.clear();
+
+        r.status = SessionStatus::Invited;
+        r.invited = Some(a.participant_id.clone());
+        assert_eq!(capabilities::of(&r, &a), ["Accept", "Reject"]);
+        assert_eq!(r.capabilities(), ["Accept", "Reject"]);
 
         r.status = SessionStatus::Completed;
         assert!(r.capabilities().is_empty());

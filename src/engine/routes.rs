@@ -5,7 +5,8 @@
 //! - `GET /api/v2/me/facebooksessions`: the agent's current sessions.
 //! - `GET /api/v2/me/facebooksessions/{id}`: one session and its recent
 //!   messages, for a participant.
-//! - `GET /api/v2/users`, `GET /api/v2/queues`: the directory.
+//! - `GET /api/v2/users`, `GET /api/v2/queues`: the directory; each queue
+//!   with the interactions placed in it.
 //!
 //! An operation runs in its own task: once accepted, it is applied and
 //! published to the end even if the client goes away, so a change and its
@@ -20,14 +21,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::error::OpError;
+use super::capabilities::{self, Part};
+use super::error::{OpError, Refused};
 use super::params;
 use super::participants::{self, Resolved};
 use super::record::{Member, SessionRecord};
+use super::store::Change;
 use super::{customer, new_id, now_ms, Ctx, Engine, EngineState, Op};
 use crate::auth::{roles, AuthError, Authenticated};
 use crate::metrics::refusal;
-use crate::model::{Message, Visibility};
+use crate::model::{Message, NotificationType};
 use crate::publisher::Publisher;
 
 /// Largest request body of an engine route.
@@ -55,8 +58,8 @@ async fn operate(
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
     body: Bytes,
-) -> Result<Json<Value>, OpError> {
-    let agent = caller?.principal;
+) -> Result<Json<Value>, Refused> {
+    let agent = caller.map_err(OpError::from)?.principal;
     let engine = &state.engine;
     if let Err(wait) = engine
         .operation_limiter
@@ -67,11 +70,18 @@ async fn operate(
         return Err(OpError::TooManyRequests(
             format!("too many operations from this agent; retry in {secs} s"),
             secs,
-        ));
+        )
+        .into());
     }
-    let body = params::json_object(&body)?;
-    let name = Op::name_of(&body)?;
-    let parsed = Op::parse(name, &body);
+    // A bad body or name is answered like any refusal of a participant
+    // (with an Error notification), once participation is checked.
+    let (name, parsed) = match params::json_object(&body) {
+        Ok(body) => match Op::name_of(&body) {
+            Ok(name) => (Ok(name), Op::parse(name, &body)),
+            Err(e) => (Err(e.clone()), Err(e)),
+        },
+        Err(e) => (Err(e.clone()), Err(e)),
+    };
     let reference_id = engine.next_reference().await?;
     let request = Request {
         session: id,
@@ -82,31 +92,51 @@ async fn operate(
     };
     tokio::spawn(run(state.publisher.clone(), engine.clone(), request))
         .await
-        .map_err(|_| OpError::Unavailable("the operation was aborted".into()))??;
+        .map_err(|_| OpError::Unavailable("the operation was aborted".into()))?
+        .map_err(|error| Refused {
+            announced: error.announced.then_some(reference_id),
+            error: error.error,
+        })?;
     Ok(Json(
         json!({ "statusCode": 0, "referenceId": reference_id }),
     ))
+}
+
+/// Why `run` failed, and whether the session's agents were told.
+struct RunError {
+    error: OpError,
+    announced: bool,
+}
+
+impl From<OpError> for RunError {
+    fn from(error: OpError) -> Self {
+        RunError {
+            error,
+            announced: false,
+        }
+    }
 }
 
 /// One agent request, owned so that it can run in its own task.
 struct Request {
     session: String,
     user: String,
-    name: &'static str,
-    /// Parameter errors are reported after participation and
-    /// capabilities are checked.
+    /// Body, name and parameter errors are reported after participation
+    /// (and, for parameters, capabilities) are checked.
+    name: Result<&'static str, OpError>,
     parsed: Result<Op, OpError>,
     reference_id: u64,
 }
 
-async fn run(publisher: Publisher, engine: Arc<Engine>, req: Request) -> Result<(), OpError> {
-    let routes = req.parsed.as_ref().is_ok_and(|op| op.target().is_some());
+async fn run(publisher: Publisher, engine: Arc<Engine>, req: Request) -> Result<(), RunError> {
+    let routes = req.parsed.as_ref().is_ok_and(Op::routes);
     let _routing = if routes {
         Some(engine.routing.lock().await)
     } else {
         None
     };
     let resolved = match &req.parsed {
+        Ok(Op::Reject) => Ok(reject_candidates(&engine, &req.session).await),
         Ok(op) if routes => participants::resolve(op, &engine.directory, &engine.load().await),
         _ => Ok(Resolved::None),
     };
@@ -117,20 +147,81 @@ async fn run(publisher: Publisher, engine: Arc<Engine>, req: Request) -> Result<
         new_participant_id: new_id(),
     };
     let operation = |record: &SessionRecord| {
+        // Someone who is not a participant learns nothing of the session:
+        // the HTTP answer only.
         let me = record
             .agent(&req.user)
             .ok_or_else(|| not_a_participant(record))?;
-        if !record.allows(me, req.name) {
-            return Err(not_capable(record, me, req.name));
-        }
-        let op = req.parsed.clone()?;
-        let target = resolved.clone()?;
-        op.apply(record, me, &target, &ctx)
+        let attempt = || {
+            let name = req.name.clone()?;
+            if !record.allows(me, name) {
+                return Err(not_capable(record, me, name));
+            }
+            let op = req.parsed.clone()?;
+            let target = resolved.clone()?;
+            op.apply(record, me, &target, &ctx)
+        };
+        Ok(match attempt() {
+            Ok(change) => Change {
+                record: change.record,
+                notifications: change.notifications,
+                output: Ok(()),
+            },
+            Err(refusal) => refused(record, refusal, &ctx),
+        })
     };
-    engine
+    let outcome = engine
         .store
         .apply(&req.session, operation, &publisher)
+        .await?;
+    outcome.map_err(|error| RunError {
+        error,
+        announced: true,
+    })
+}
+
+/// A refusal of a participant's request: nothing changes, and the session's
+/// agents get an `Error` notification (as GWS sends "when an operation on
+/// the facebooksession resource fails") with the request's referenceId,
+/// its statusCode and statusMessage. Published in the session's order, so
+/// the session object it carries is the current one.
+fn refused(record: &SessionRecord, refusal: OpError, ctx: &Ctx<'_>) -> Change<Result<(), OpError>> {
+    let mut error = record.state_change(NotificationType::Error, ctx.reference_id, ctx.dir);
+    error
+        .extra
+        .insert("errorCode".into(), json!(refusal.status_code()));
+    error
+        .extra
+        .insert("errorMessage".into(), json!(refusal.to_string()));
+    Change {
+        record: record.clone(),
+        notifications: vec![error],
+        output: Err(refusal),
+    }
+}
+
+/// The agents a rejected session may be offered to next: its queue's, or
+/// every agent when it came through none, in load order.
+async fn reject_candidates(engine: &Engine, session: &str) -> Resolved {
+    let dir = &engine.directory;
+    let load = engine.load().await;
+    let queue = engine
+        .store
+        .get(session)
         .await
+        .and_then(|r| r.queue)
+        .and_then(|q| dir.queue(&q).cloned());
+    let (name, agents) = match &queue {
+        Some(q) => (
+            q.name.clone(),
+            participants::by_load(q.agents.iter().map(String::as_str), dir, &load),
+        ),
+        None => (
+            String::new(),
+            participants::by_load(dir.agents().iter().map(|a| a.id.as_str()), dir, &load),
+        ),
+    };
+    Resolved::Queue { name, agents }
 }
 
 fn not_a_participant(record: &SessionRecord) -> OpError {
@@ -146,19 +237,23 @@ fn not_a_participant(record: &SessionRecord) -> OpError {
 }
 
 fn not_capable(record: &SessionRecord, me: &Member, name: &str) -> OpError {
-    if record.capabilities().contains(&name) && me.visibility == Visibility::Agents {
-        return OpError::NotCapable(format!(
-            "{name} is not available to a consulting agent: only agents the customer sees may do it"
-        ));
-    }
-    let why = if record.customer().is_none() {
-        "the customer has left"
-    } else {
-        "the session's state does not allow it"
+    let mine = capabilities::of(record, me);
+    let why = match capabilities::part(record, me) {
+        Part::Consultant if record.capabilities().contains(&name) => {
+            return OpError::NotCapable(format!(
+                "{name} is not available to a consulting agent: only agents the customer sees may do it (capabilities: {})",
+                mine.join(", ")
+            ))
+        }
+        Part::Invited => "you have not accepted this session yet",
+        Part::WrappingUp => "you left the chat; you may wrap up and Complete",
+        _ if !record.is_active() => "the session is completed",
+        _ if record.customer().is_none() => "the customer has left",
+        _ => "the session's state does not allow it",
     };
     OpError::NotCapable(format!(
         "{name} is not in your capabilities now: {why} (capabilities: {})",
-        record.capabilities().join(", ")
+        mine.join(", ")
     ))
 }
 
@@ -173,7 +268,10 @@ async fn my_sessions(
         .sessions_of(&agent.sub)
         .await
         .iter()
-        .map(|r| r.session_object(&engine.directory))
+        .filter_map(|r| {
+            let me = r.agent(&agent.sub)?;
+            Some(r.session_object_for(&engine.directory, me))
+        })
         .collect();
     Ok(Json(
         json!({ "statusCode": 0, "facebooksessions": sessions }),
@@ -192,14 +290,14 @@ async fn one_session(
         .get(&id)
         .await
         .ok_or_else(|| OpError::NotFound(format!("no session {id}")))?;
-    if record.agent(&agent.sub).is_none() {
+    let Some(me) = record.agent(&agent.sub) else {
         return Err(not_a_participant(&record));
-    }
+    };
     let log = engine.store.messages(&id).await;
     let messages: Vec<&Message> = log.iter().map(|m| m.as_ref()).collect();
     Ok(Json(json!({
         "statusCode": 0,
-        "facebooksession": record.session_object(&engine.directory),
+        "facebooksession": record.session_object_for(&engine.directory, me),
         "messages": messages,
     })))
 }
@@ -233,16 +331,29 @@ async fn queues(
     caller?;
     let engine = &state.engine;
     let dir = &engine.directory;
+    let placed = engine.store.placed().await;
     let queues: Vec<Value> = dir
         .queues()
         .iter()
         .map(|q| {
+            // What was placed here: finished interactions (Complete with
+            // queueName) and sessions waiting after every agent rejected
+            // them.
+            let interactions: Vec<Value> = placed
+                .get(&q.id)
+                .into_iter()
+                .flatten()
+                .map(|(id, status)| {
+                    json!({"id": id, "state": status.as_str(), "uri": dir.session_uri(id)})
+                })
+                .collect();
             json!({
                 "id": q.id,
                 "name": q.name,
                 "uri": dir.queue_uri(&q.id),
                 "path": format!("/queues/{}", q.id),
                 "agents": q.agents,
+                "interactions": interactions,
             })
         })
         .collect();

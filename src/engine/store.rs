@@ -36,7 +36,7 @@ use dashmap::DashMap;
 use tokio::sync::Mutex;
 
 use super::error::OpError;
-use super::record::SessionRecord;
+use super::record::{SessionRecord, SessionStatus};
 use crate::event::{Event, EventError};
 use crate::model::{Message, Notification};
 
@@ -141,6 +141,20 @@ impl Store {
         }
     }
 
+    /// The sessions placed in a queue (Complete with `queueName`, or
+    /// waiting there after every agent rejected them): queue id ->
+    /// (session id, state), by session id.
+    pub async fn placed(&self) -> HashMap<String, Vec<(String, SessionStatus)>> {
+        let mut placed = match self {
+            Store::Memory(s) => s.placed(),
+            Store::Nats(s) => s.placed(),
+        };
+        for sessions in placed.values_mut() {
+            sessions.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        placed
+    }
+
     /// Active sessions per agent user id (agents in none are absent).
     pub async fn load(&self) -> HashMap<String, usize> {
         match self {
@@ -188,6 +202,9 @@ pub struct MemoryStore {
     /// Agent user id -> its active sessions; kept in step with the records
     /// under each session's lock.
     active: DashMap<String, BTreeSet<String>>,
+    /// Session id -> the queue it was placed in and its state; kept in
+    /// step with the records like `active`.
+    placed: DashMap<String, (String, SessionStatus)>,
     /// Messages kept per session.
     log_limit: usize,
 }
@@ -197,6 +214,7 @@ impl MemoryStore {
         Self {
             sessions: DashMap::new(),
             active: DashMap::new(),
+            placed: DashMap::new(),
             log_limit: log_limit.max(1),
         }
     }
@@ -307,6 +325,26 @@ impl MemoryStore {
                 .or_default()
                 .insert(after.id.clone());
         }
+        match &after.placed_in {
+            Some(queue) => {
+                self.placed
+                    .insert(after.id.clone(), (queue.clone(), after.status));
+            }
+            None => {
+                self.placed.remove(&after.id);
+            }
+        }
+    }
+
+    fn placed(&self) -> HashMap<String, Vec<(String, SessionStatus)>> {
+        let mut out: HashMap<String, Vec<(String, SessionStatus)>> = HashMap::new();
+        for e in self.placed.iter() {
+            let (queue, status) = e.value();
+            out.entry(queue.clone())
+                .or_default()
+                .push((e.key().clone(), *status));
+        }
+        out
     }
 
     async fn sessions_of(&self, user: &str) -> Vec<SessionRecord> {
@@ -337,9 +375,15 @@ impl MemoryStore {
     fn sweep(&self, cutoff_ms: u64) -> usize {
         let before = self.sessions.len();
         // try_lock: a session being operated on is not idle; skip it.
-        self.sessions.retain(|_, slot| match slot.try_lock() {
-            Ok(e) => e.record.is_active() || e.record.updated_ms >= cutoff_ms,
-            Err(_) => true,
+        self.sessions.retain(|id, slot| {
+            let keep = match slot.try_lock() {
+                Ok(e) => e.record.is_active() || e.record.updated_ms >= cutoff_ms,
+                Err(_) => true,
+            };
+            if !keep {
+                self.placed.remove(id);
+            }
+            keep
         });
         before - self.sessions.len()
     }

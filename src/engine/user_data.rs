@@ -1,7 +1,9 @@
-//! The session's userData: SetDisposition (a key of userData, as in the
-//! Genesys Web Services API), AttachUserData, UpdateUserData and
-//! DeleteUserData. Each announces the whole session object in a
-//! PropertiesUpdated, which changes nothing the customer sees.
+//! The session's properties: userData (SetDisposition, a key of userData
+//! as in the Genesys Web Services API, AttachUserData, UpdateUserData,
+//! DeleteUserData) and the comment (AddComment). Each announces the whole
+//! session object in a PropertiesUpdated, which changes nothing the
+//! customer sees: their view of a session is its id, state and visible
+//! participants only, so neither userData nor the comment reaches them.
 
 use serde_json::Value;
 
@@ -30,5 +32,11 @@ pub fn delete(d: &mut Draft<'_>, keys: &[String]) {
     for k in keys {
         d.next.user_data.remove(k);
     }
+    d.emit_state(NotificationType::PropertiesUpdated);
+}
+
+/// AddComment: the session's comment becomes `text`.
+pub fn comment(d: &mut Draft<'_>, text: &str) {
+    d.next.comment = Some(text.to_owned());
     d.emit_state(NotificationType::PropertiesUpdated);
 }

@@ -5,8 +5,10 @@
 //
 // Scenarios: seed (the seed's consult fed through the ingest), consult
 // (customer, agent and consultant through the engine's operations, with a
-// transfer), reconnect (cut sockets; nothing lost or doubled). Without a
-// name, all run. Prints one line per scenario and "N passed, N failed";
+// transfer), reconnect (cut sockets; nothing lost or doubled), invitation
+// (a chatgate with CHATGATE_AUTO_ACCEPT off: a chat offered, rejected,
+// offered again and accepted). Without a name, all run except invitation,
+// which needs its own server. Prints one line per scenario and "N passed, N failed";
 // exits non-zero on any failure, or when Chromium or playwright-core is
 // missing (a test that cannot run must not pass).
 //
@@ -510,7 +512,63 @@ async function reconnectScenario(browser, base) {
 
 /* ---------- main ---------- */
 
-const SCENARIOS = { seed: seedScenario, consult: consultScenario, reconnect: reconnectScenario };
+/**
+ * Auto-accept off: the chat reaches TestName as an invitation (Accept and
+ * Reject, no composer); TestName rejects it, Agent2 is offered it and
+ * accepts under another name. The customer never learns of TestName.
+ */
+async function invitationScenario(browser, base) {
+  const customer = await openPage(browser, `${base}/widget`, { viewport: { width: 420, height: 760 } });
+  const first = await openPage(browser, `${base}/`);
+  const second = await openPage(browser, `${base}/`);
+  await signInAsDemo(first.page, TESTNAME);
+  await signInWithToken(second.page, await devToken(base, "agent", AGENT2));
+
+  await customer.page.fill("#nickname", "Vitaliy");
+  await customer.page.fill("#first-message", "Hello, is anyone there?");
+  await customer.page.locator("#first-message").focus();
+  await customer.page.keyboard.press("Tab");
+  await customer.page.keyboard.press("Enter");
+  await waitLine(customer.page, "is anyone there?");
+
+  // TestName is offered the chat: Accept and Reject, nothing else.
+  await waitLine(first.page, "is anyone there?");
+  await waitText(first.page, "#conv-state", "Invited");
+  await first.page.locator("#invite-ops").waitFor({ state: "visible" });
+  check(await first.page.isVisible("#invite-ops [data-op=Reject]"), "no Reject for an invitation");
+  check(await first.page.isDisabled("#composer-text"), "the composer is usable before Accept");
+  check(await first.page.isHidden("#end-ops"), "Leave or Complete offered before Accept");
+  await first.page.click("#invite-ops [data-op=Reject]");
+  await waitText(first.page, "#op-result", "Reject: done");
+  await waitText(first.page, "#session-list", "you left");
+  check(await first.page.isHidden("#invite-ops"), "Accept still offered after Reject");
+
+  // Back to routing: Agent2 is offered it, and accepts as "Ann".
+  await waitLine(second.page, "is anyone there?");
+  await waitText(second.page, "#conv-state", "Invited");
+  await second.page.locator("#invite-ops").waitFor({ state: "visible" });
+  await second.page.fill("#accept-nickname", "Ann");
+  await second.page.click("#invite-ops [data-op=Accept]");
+  await waitText(second.page, "#op-result", "Accept: done");
+  await waitText(second.page, "#conv-state", "Chatting");
+  check(await second.page.isHidden("#invite-ops"), "Accept still offered after Accept");
+  await second.page.waitForFunction(() => !document.querySelector("#composer-text").disabled);
+  await waitText(customer.page, "#widget-sub", "Ann");
+  await say(second.page, "Hi Vitaliy, Ann here.");
+  await waitLine(customer.page, "Ann here");
+  await assertNeverShown(customer, ["TestName", TESTNAME, "Agent2", AGENT2], "(invited agents)");
+  noPageErrors(customer, first, second);
+  for (const p of [customer, first, second]) await p.context.close();
+}
+
+const SCENARIOS = {
+  seed: seedScenario,
+  consult: consultScenario,
+  reconnect: reconnectScenario,
+  invitation: invitationScenario,
+};
+/** What runs without a scenario named: those of a default server. */
+const DEFAULT_SCENARIOS = ["seed", "consult", "reconnect"];
 
 async function main() {
   const base = (process.argv[2] || "").replace(/\/$/, "");
@@ -518,7 +576,7 @@ async function main() {
     console.error("usage: node e2e.mjs http://127.0.0.1:<port> [scenario ...]");
     process.exit(2);
   }
-  const names = process.argv.slice(3).length ? process.argv.slice(3) : Object.keys(SCENARIOS);
+  const names = process.argv.slice(3).length ? process.argv.slice(3) : DEFAULT_SCENARIOS;
   for (const n of names) check(SCENARIOS[n], `no scenario named ${n}`);
   const browser = await launch();
   let passed = 0;
