@@ -2,21 +2,11 @@
 # usage: callgrind.sh LABEL BIN -> instructions per delivered frame (callgrind), fan-out to 200 sessions x 2
 # at RATE notifications/s: counters zeroed once under way, dumped WINDOW s later.
 set -euo pipefail
-# Measures chatgate against the peers' yardstick (the loadgen and servers
-# of ../shared/peers, built there first: see its README). PEERS_DIR names
-# that directory.
-HERE=$(cd "$(dirname "$0")" && pwd)
-P=${PEERS_DIR:-$HERE/../../../shared/peers}
+source "$(dirname "$0")/common.sh"
 LABEL=$1 BIN=$2 RATE=${RATE:-1000} WINDOW=${WINDOW:-10}
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-SECRET=peers-chatgate-secret-0123456789abcdef0123
-L=$P/target/release/loadgen
+PORT=$(free_port)
 OUT=/tmp/cg-$LABEL; rm -rf $OUT; mkdir -p $OUT
-ulimit -n 20000
-CHATGATE_LISTEN=127.0.0.1:$PORT CHATGATE_JWT_SECRET=$SECRET CHATGATE_MAX_CONNECTIONS_PER_ADDRESS=0 RUST_LOG=warn \
-  valgrind --tool=callgrind --callgrind-out-file=$OUT/cg.%p $BIN >/tmp/cg-$LABEL.log 2>&1 &
-PID=$!
-for _ in $(seq 300); do curl -sf -o /dev/null http://127.0.0.1:$PORT/healthz && break; sleep 0.1; done
+start_chatgate "/tmp/cg-$LABEL.log" valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.%p" "$BIN"
 timeout 300 $L --target chatgate --secret $SECRET --url http://127.0.0.1:$PORT --label $LABEL --server-pid $PID fanout --rooms 200 --per-room 2 --rate $RATE --duration $((WINDOW+12)) --payload-bytes 100 --drain 20 >$OUT/load.json 2>/dev/null &
 LP=$!
 sleep 8
@@ -26,7 +16,7 @@ sleep $WINDOW
 callgrind_control -d $PID >/dev/null
 T1=$(date +%s.%N)
 wait $LP || true
-kill $PID; wait $PID 2>/dev/null || true
+stop "$PID"
 IR=$(grep -h "^summary:\|^totals:" $OUT/cg.*.1 2>/dev/null | head -1 | awk '{print $2}')
 python3 -c "
 import json

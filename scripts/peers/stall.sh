@@ -2,25 +2,11 @@
 # usage: stall.sh LABEL BIN SUPERVISORS -> live traffic on 500 sessions at 1000/s while
 # SUPERVISORS supervisors connect (one after another) to a hub of 10,000 more sessions of 20 lines
 set -euo pipefail
-# Measures chatgate against the peers' yardstick (the loadgen and servers
-# of ../shared/peers, built there first: see its README). PEERS_DIR names
-# that directory.
-HERE=$(cd "$(dirname "$0")" && pwd)
-P=${PEERS_DIR:-$HERE/../../../shared/peers}
+source "$(dirname "$0")/common.sh"
 LABEL=$1 BIN=$2 SUPS=${3:-3}
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-SECRET=peers-chatgate-secret-0123456789abcdef0123
-L=$P/target/release/loadgen
-tok() { python3 -c "
-import hmac,hashlib,base64,json,time
-b=lambda x: base64.urlsafe_b64encode(x).rstrip(b'=').decode()
-h=b(json.dumps({'alg':'HS256','typ':'JWT'}).encode()); p=b(json.dumps({'sub':'$1','role':'$2','exp':int(time.time())+600}).encode())
-print(h+'.'+p+'.'+b(hmac.new(b'$SECRET',(h+'.'+p).encode(),hashlib.sha256).digest()))"; }
-ulimit -n 20000
-CHATGATE_LISTEN=127.0.0.1:$PORT CHATGATE_JWT_SECRET=$SECRET CHATGATE_MAX_CONNECTIONS_PER_ADDRESS=0 RUST_LOG=warn $BIN >/tmp/stall-$LABEL.log 2>&1 &
-PID=$!
-for _ in $(seq 100); do curl -sf -o /dev/null http://127.0.0.1:$PORT/healthz && break; sleep 0.1; done
-SVC=$(tok up service)
+PORT=$(free_port)
+start_chatgate "/tmp/stall-$LABEL.log" "$BIN"
+SVC=$(token up service)
 python3 - <<'PY'
 import json
 out=open('/tmp/stall.ndjson','w')
@@ -37,7 +23,7 @@ curl -s http://127.0.0.1:$PORT/metrics | grep -E 'hub_lock_hold_seconds_bucket' 
 timeout 120 $L --target chatgate --secret $SECRET --url http://127.0.0.1:$PORT --label $LABEL --server-pid $PID fanout --rooms 500 --per-room 2 --rate 1000 --duration 14 --payload-bytes 100 >/tmp/stall-$LABEL.json 2>/dev/null &
 LP=$!
 sleep 5
-SUP=$(tok sup supervisor)
+SUP=$(token sup supervisor)
 for s in $(seq $SUPS); do WS_MODULE=$P/node-ws/node_modules/ws node $HERE/super.js ws://127.0.0.1:$PORT $SUP || true; done
 wait $LP || true
 python3 -c "
@@ -46,4 +32,4 @@ print(json.dumps({k:d[k] for k in ('label','delivered_frames_s','p50_ms','p99_ms
 curl -s http://127.0.0.1:$PORT/metrics | grep -E 'hub_lock_hold_seconds_bucket' | awk '{print $1, $2}' > /tmp/stall-hold-after.txt || true
 echo "lock holds during the live phase (count per upper bound, cumulative):"
 paste -d' ' /tmp/stall-hold-before.txt /tmp/stall-hold-after.txt | awk '{print $1, $4-$2}' | sed 's/chatgate_hub_lock_hold_seconds_bucket//' | tr '\n' ' '; echo
-kill $PID; wait $PID 2>/dev/null || true
+stop "$PID"
