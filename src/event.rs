@@ -714,11 +714,15 @@ fn string_end(bytes: &[u8], from: usize) -> usize {
 /// with the previous ones (no allocation); larger ones use a set.
 const SMALL_OBJECT: usize = 16;
 
+type KeySet<'a> = std::collections::HashSet<Cow<'a, str>, foldhash::fast::RandomState>;
+
 /// The keys of one object seen so far.
 #[derive(Default)]
 struct Keys<'a> {
     few: smallvec::SmallVec<[Cow<'a, str>; SMALL_OBJECT]>,
-    many: Option<std::collections::HashSet<Cow<'a, str>>>,
+    /// foldhash, seeded per process: the keys come from the authenticated
+    /// upstream, and SipHash was a fifth of the parse of a large object.
+    many: Option<KeySet<'a>>,
 }
 
 impl<'a> Keys<'a> {
@@ -742,7 +746,7 @@ impl<'a> Keys<'a> {
                 seen
             }
             None => {
-                let mut set: std::collections::HashSet<_> = self.few.drain(..).collect();
+                let mut set: KeySet<'a> = self.few.drain(..).collect();
                 let seen = !set.insert(key.clone());
                 self.many = Some(set);
                 seen

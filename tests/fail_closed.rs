@@ -118,9 +118,9 @@ async fn a_customers_long_lines_lock_nobody_out_snapshots_come_in_frames_within_
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_item_over_the_frame_bound_is_refused_with_413_and_reaches_nobody() {
-    let server = start(|_| {}).await;
+/// The seed's session before the consult, its agent and its customer
+/// connected and past their snapshots; the agent participant too.
+async fn seeded_agent_and_customer(server: &TestServer) -> (Client, Client, Value) {
     server.ingest_ok(&[seed_before_consult()]).await;
     server.wait_dispatched(1).await;
     let (customer_p, agent_p) = seed_parties();
@@ -134,6 +134,13 @@ async fn an_item_over_the_frame_bound_is_refused_with_413_and_reaches_nobody() {
         .await;
     agent_ws.notifications(1).await;
     customer.notifications(1).await;
+    (agent_ws, customer, agent_p)
+}
+
+#[tokio::test]
+async fn an_item_over_the_frame_bound_is_refused_with_413_and_reaches_nobody() {
+    let server = start(|_| {}).await;
+    let (mut agent_ws, mut customer, agent_p) = seeded_agent_and_customer(&server).await;
 
     let huge = seed_message(9, &agent_p, "All", &"h".repeat(3_900_000));
     let ok = seed_message(8, &agent_p, "All", "fine");
@@ -314,19 +321,7 @@ async fn a_session_forgotten_and_seen_again_never_resumes_its_customer_into_the_
 #[tokio::test]
 async fn duplicate_keys_are_refused_in_either_order_and_reach_nobody() {
     let server = start(|_| {}).await;
-    server.ingest_ok(&[seed_before_consult()]).await;
-    server.wait_dispatched(1).await;
-    let (customer_p, _) = seed_parties();
-    let mut agent_ws = server.connect(Role::Agent, TESTNAME, None).await;
-    let mut customer = server
-        .connect(
-            Role::Customer,
-            customer_p["id"].as_str().unwrap(),
-            Some(SID),
-        )
-        .await;
-    agent_ws.notifications(1).await;
-    customer.notifications(1).await;
+    let (mut agent_ws, mut customer, _) = seeded_agent_and_customer(&server).await;
 
     let message = |visibility: &str| {
         format!(
@@ -363,19 +358,7 @@ async fn duplicate_keys_are_refused_in_either_order_and_reach_nobody() {
 #[tokio::test]
 async fn visibility_dialects_reach_agents_unchanged_and_never_the_customer() {
     let server = start(|_| {}).await;
-    server.ingest_ok(&[seed_before_consult()]).await;
-    server.wait_dispatched(1).await;
-    let (customer_p, agent_p) = seed_parties();
-    let mut agent_ws = server.connect(Role::Agent, TESTNAME, None).await;
-    let mut customer = server
-        .connect(
-            Role::Customer,
-            customer_p["id"].as_str().unwrap(),
-            Some(SID),
-        )
-        .await;
-    agent_ws.notifications(1).await;
-    customer.notifications(1).await;
+    let (mut agent_ws, mut customer, agent_p) = seeded_agent_and_customer(&server).await;
 
     let dialects = [
         json!("INT"),
