@@ -45,7 +45,7 @@ pub fn router() -> Router<EngineState> {
             "/api/v2/me/facebooksessions/{id}",
             post(operate).get(one_session),
         )
-        .route("/api/v2/me/facebooksession/{id}", post(operate))
+        .route("/api/v2/me/facebooksession/{id}", post(operate_singular))
         .route("/api/v2/users", get(users))
         .route("/api/v2/queues", get(queues))
         .route("/api/v2/customer/sessions", post(customer::create))
@@ -53,7 +53,28 @@ pub fn router() -> Router<EngineState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-async fn operate(
+/// One agent operation on a session (SPEC 5).
+#[utoipa::path(
+    post,
+    path = "/api/v2/me/facebooksessions/{id}",
+    tag = "engine",
+    summary = "An agent operation on a session",
+    request_body(content = crate::openapi::Operation, description = "`operationName` and its parameters; at most 64 KiB (larger: 413)"),
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "Accepted: statusCode 0; the change's notifications carry the same referenceId", body = crate::openapi::OperationAccepted),
+        (status = 400, description = "Refused, nothing changed: statusCode 1 (a mandatory parameter is missing), 2 (not in the agent's capabilities now, or the target is already in the session), 6 (a target or participant naming nobody), 10 (not JSON, a key twice, unknown operationName, a parameter of the wrong type, empty or too long)", body = crate::openapi::GwsError),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
+        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
+        (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
+        (status = 413, description = "The body is over 64 KiB", content_type = "text/plain", body = String),
+        (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = [])),
+)]
+pub async fn operate(
     State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
@@ -100,6 +121,36 @@ async fn operate(
     Ok(Json(
         json!({ "statusCode": 0, "referenceId": reference_id }),
     ))
+}
+
+/// The seed's singular path: the same operation.
+#[utoipa::path(
+    post,
+    path = "/api/v2/me/facebooksession/{id}",
+    tag = "engine",
+    summary = "An agent operation on a session (the seed's singular path)",
+    request_body(content = crate::openapi::Operation, description = "`operationName` and its parameters; at most 64 KiB (larger: 413)"),
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "Accepted: statusCode 0; the change's notifications carry the same referenceId", body = crate::openapi::OperationAccepted),
+        (status = 400, description = "Refused, nothing changed: statusCode 1 (a mandatory parameter is missing), 2 (not in the agent's capabilities now, or the target is already in the session), 6 (a target or participant naming nobody), 10 (not JSON, a key twice, unknown operationName, a parameter of the wrong type, empty or too long)", body = crate::openapi::GwsError),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
+        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
+        (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
+        (status = 413, description = "The body is over 64 KiB", content_type = "text/plain", body = String),
+        (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = [])),
+)]
+pub async fn operate_singular(
+    state: State<EngineState>,
+    id: Path<String>,
+    caller: Result<Authenticated<roles::Agent>, AuthError>,
+    body: Bytes,
+) -> Result<Json<Value>, Refused> {
+    operate(state, id, caller, body).await
 }
 
 /// Why `run` failed, and whether the session's agents were told.
@@ -257,7 +308,21 @@ fn not_capable(record: &SessionRecord, me: &Member, name: &str) -> OpError {
     ))
 }
 
-async fn my_sessions(
+/// The agent's current sessions.
+#[utoipa::path(
+    get,
+    path = "/api/v2/me/facebooksessions",
+    tag = "engine",
+    summary = "The agent's current sessions",
+    responses(
+        (status = 200, description = "The session objects, as in ParticipantsUpdated", body = crate::openapi::SessionList),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: a token of another role", body = crate::openapi::GwsError),
+        (status = 503, description = "statusCode 4: the session store did not answer", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = [])),
+)]
+pub async fn my_sessions(
     State(state): State<EngineState>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
@@ -278,7 +343,23 @@ async fn my_sessions(
     ))
 }
 
-async fn one_session(
+/// One session and its recent messages, for a participant.
+#[utoipa::path(
+    get,
+    path = "/api/v2/me/facebooksessions/{id}",
+    tag = "engine",
+    summary = "One session and its recent messages",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session object and its messages", body = crate::openapi::OneSession),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: not a participant, or a token of another role", body = crate::openapi::GwsError),
+        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
+        (status = 503, description = "statusCode 4: the session store did not answer", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = [])),
+)]
+pub async fn one_session(
     State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
@@ -302,7 +383,20 @@ async fn one_session(
     })))
 }
 
-async fn users(
+/// The directory's agents.
+#[utoipa::path(
+    get,
+    path = "/api/v2/users",
+    tag = "engine",
+    summary = "The directory's agents",
+    responses(
+        (status = 200, description = "Every agent, with the URI and path that name it as a target", body = crate::openapi::UserList),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: a token of another role", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = []), ("supervisor" = [])),
+)]
+pub async fn users(
     State(state): State<EngineState>,
     caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
@@ -324,7 +418,21 @@ async fn users(
     Ok(Json(json!({ "statusCode": 0, "users": users })))
 }
 
-async fn queues(
+/// The directory's queues, each with the interactions placed in it.
+#[utoipa::path(
+    get,
+    path = "/api/v2/queues",
+    tag = "engine",
+    summary = "The directory's queues",
+    responses(
+        (status = 200, description = "Every queue, its agents and the interactions placed in it", body = crate::openapi::QueueList),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: a token of another role", body = crate::openapi::GwsError),
+        (status = 503, description = "statusCode 4: the session store did not answer", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = []), ("supervisor" = [])),
+)]
+pub async fn queues(
     State(state): State<EngineState>,
     caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
