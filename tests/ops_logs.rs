@@ -334,7 +334,11 @@ async fn human_logs_to_a_pipe_carry_no_colour_codes() {
         .to_owned();
     // A refused handshake and a refused ingest log at debug level.
     let client = reqwest::Client::new();
-    let ws = client.get(format!("http://{addr}/ws")).send().await.unwrap();
+    let ws = client
+        .get(format!("http://{addr}/ws"))
+        .send()
+        .await
+        .unwrap();
     assert!(ws.status().is_client_error(), "{}", ws.status());
     let ingest = client
         .post(format!("http://{addr}/upstream/events"))

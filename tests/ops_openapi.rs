@@ -112,13 +112,21 @@ fn find_operation_name(schema: &Value) -> Option<&str> {
 #[tokio::test]
 async fn a_bad_dev_token_query_is_refused_in_json() {
     let server = start(|c| c.jwt_secret = None).await;
-    for query in ["", "?role=pilot&sub=x", "?role=agent", "?role=agent&sub=x&ttl=-1"] {
+    for query in [
+        "",
+        "?role=pilot&sub=x",
+        "?role=agent",
+        "?role=agent&sub=x&ttl=-1",
+    ] {
         let resp = reqwest::get(server.url(&format!("/dev/token{query}")))
             .await
             .unwrap();
         assert_eq!(resp.status(), 400, "{query}");
         let body: Value = resp.json().await.expect("a JSON body");
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{query}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{query}: {body}"
+        );
     }
     let ok = reqwest::get(server.url("/dev/token?role=agent&sub=x"))
         .await

@@ -113,7 +113,8 @@ fn schemathesis() -> PathBuf {
     if let Some(path) = std::env::var_os("CHATGATE_SCHEMATHESIS") {
         return path.into();
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv/bin/schemathesis");
+    let venv =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv/bin/schemathesis");
     assert!(
         venv.exists(),
         "schemathesis is not installed: run scripts/test (it installs it), or set CHATGATE_SCHEMATHESIS"
@@ -192,7 +193,10 @@ fn run_schemathesis(chatgate: &Chatgate, role: &str, token: &str, dir: &Path) ->
         String::from_utf8_lossy(&output.stderr)
     );
     let har: Value = serde_json::from_slice(&std::fs::read(&har).unwrap()).unwrap();
-    har["log"]["entries"].as_array().cloned().unwrap_or_default()
+    har["log"]["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The string values a request carried: its JSON body's leaves (or the
@@ -289,12 +293,18 @@ async fn schemathesis_finds_no_defect_and_no_refused_request_reaches_a_client() 
     let service_token = chatgate.token("role=service&sub=upstream").await;
     let session_before = one_session(&chatgate, &agent_token, &sid).await;
     assert!(
-        session_before.to_string().contains("hello, is anyone there"),
+        session_before
+            .to_string()
+            .contains("hello, is anyone there"),
         "{session_before}"
     );
 
-    let mut customer = Client::connect(chatgate.addr, &customer_token, None).await.unwrap();
-    let mut agent = Client::connect(chatgate.addr, &agent_token, None).await.unwrap();
+    let mut customer = Client::connect(chatgate.addr, &customer_token, None)
+        .await
+        .unwrap();
+    let mut agent = Client::connect(chatgate.addr, &agent_token, None)
+        .await
+        .unwrap();
     drain(&mut customer).await;
     drain(&mut agent).await;
     let (stop_customer, customer_frames) = collect(customer);
@@ -322,15 +332,25 @@ async fn schemathesis_finds_no_defect_and_no_refused_request_reaches_a_client() 
         entries.len(),
         started.elapsed()
     );
-    assert!(entries.len() >= 200, "too few requests to judge: {}", entries.len());
-    assert!(customer_open && agent_open, "a client was disconnected during the run");
+    assert!(
+        entries.len() >= 200,
+        "too few requests to judge: {}",
+        entries.len()
+    );
+    assert!(
+        customer_open && agent_open,
+        "a client was disconnected during the run"
+    );
 
     let statuses: Vec<u64> = entries
         .iter()
         .filter_map(|e| e["response"]["status"].as_u64())
         .collect();
     assert!(statuses.iter().all(|s| *s < 500), "a 5xx answer");
-    assert!(statuses.iter().any(|s| (200..300).contains(s)), "no request accepted");
+    assert!(
+        statuses.iter().any(|s| (200..300).contains(s)),
+        "no request accepted"
+    );
     assert!(statuses.iter().any(|s| *s >= 400), "no request refused");
 
     // What refused requests carried, less what accepted ones carried or
@@ -363,7 +383,10 @@ async fn schemathesis_finds_no_defect_and_no_refused_request_reaches_a_client() 
         .filter(|s| s.trim().chars().count() >= MIN_NEEDLE_CHARS)
         .filter(|s| !accepted_strings.contains(s) && !document.contains(s.as_str()))
         .collect();
-    assert!(!needles.is_empty(), "refused requests carried nothing to look for");
+    assert!(
+        !needles.is_empty(),
+        "refused requests carried nothing to look for"
+    );
     for frame in customer_frames.iter().chain(&agent_frames) {
         for needle in &needles {
             let escaped = serde_json::to_string(needle).unwrap();
@@ -418,8 +441,8 @@ async fn one_session(chatgate: &Chatgate, token: &str, sid: &str) -> Value {
 
 /// A directory of this test's own under cargo's temporary directory.
 fn tempdir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("schemathesis-{}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("schemathesis-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
