@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -35,6 +37,18 @@ use crate::publisher::Publisher;
 
 /// Largest request body of an engine route.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request body as read, or the engine's refusal in its own JSON (axum's
+/// own would be plain text, unlike every other engine answer).
+pub(super) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, OpError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OpError::TooLarge(format!("the body exceeds {MAX_BODY_BYTES} bytes"))
+        } else {
+            OpError::bad(rejection.body_text())
+        }
+    })
+}
 
 /// Every engine route (mounted, with its state, for roles `all` and
 /// `engine`).
@@ -68,7 +82,7 @@ pub fn router() -> Router<EngineState> {
         (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
         (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
         (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
-        (status = 413, description = "The body is over 64 KiB", content_type = "text/plain", body = String),
+        (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
         (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
     ),
@@ -78,9 +92,10 @@ pub async fn operate(
     State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Refused> {
     let agent = caller.map_err(OpError::from)?.principal;
+    let body = body_of(body)?;
     let engine = &state.engine;
     if let Err(wait) = engine
         .operation_limiter
@@ -138,7 +153,7 @@ pub async fn operate(
         (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
         (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
         (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
-        (status = 413, description = "The body is over 64 KiB", content_type = "text/plain", body = String),
+        (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
         (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
         (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
     ),
@@ -148,7 +163,7 @@ pub async fn operate_singular(
     state: State<EngineState>,
     id: Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Refused> {
     operate(state, id, caller, body).await
 }
