@@ -15,7 +15,7 @@
 mod support;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -326,7 +326,10 @@ async fn schemathesis_finds_no_defect_and_no_refused_request_reaches_a_client() 
     let _ = stop_agent.send(());
     let (customer_frames, customer_open) = customer_frames.await.unwrap();
     let (agent_frames, agent_open) = agent_frames.await.unwrap();
-    println!(
+    // Straight to stderr, past the harness's capture: the figures show in
+    // a plain `cargo test` run too.
+    let _ = writeln!(
+        std::io::stderr(),
         "schemathesis ({}): {} requests in {:.0?}",
         st.display(),
         entries.len(),
