@@ -5,6 +5,7 @@
 //! Refusals are `error`'s [`AppError`]; WebSocket handling is in `ws`,
 //! ingest in `ingest`.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +34,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(crate::openapi::serve))
         .merge(crate::web::router());
     if state.config.dev_mode() {
         router = router.route("/dev/token", get(dev_token));
@@ -45,11 +47,18 @@ pub fn router(state: SharedState) -> Router {
     }
 }
 
-async fn healthz() -> &'static str {
+#[utoipa::path(get, path = "/healthz", tag = "ops", summary = "Liveness",
+    responses((status = 200, description = "The process serves", content_type = "text/plain", body = String, example = "ok")))]
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(state): State<SharedState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "ops", summary = "Readiness",
+    responses(
+        (status = 200, description = "The bus is ready and the process is not shutting down", content_type = "text/plain", body = String, example = "ready"),
+        (status = 503, description = "Not ready: the bus is not, or shutdown began", content_type = "text/plain", body = String, example = "not ready"),
+    ))]
+pub(crate) async fn readyz(State(state): State<SharedState>) -> Response {
     if state.publisher.bus().is_ready() && !state.shutdown.is_cancelled() {
         (StatusCode::OK, "ready").into_response()
     } else {
@@ -57,7 +66,9 @@ async fn readyz(State(state): State<SharedState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<SharedState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus metrics",
+    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
+pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
     let open = state.hub.connections_by_role();
     let stats = state.hub.stats();
     state
@@ -70,8 +81,11 @@ async fn metrics(State(state): State<SharedState>) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct DevTokenQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DevTokenQuery {
+    /// The token's role.
+    #[param(inline, value_type = String, pattern = "^(agent|customer|supervisor|service)$")]
     role: Role,
     sub: String,
     sid: Option<String>,
@@ -79,10 +93,19 @@ struct DevTokenQuery {
 }
 
 /// Dev mode only (no secret, loopback): mints a demo token.
-async fn dev_token(
+#[utoipa::path(get, path = "/dev/token", tag = "ops", summary = "A demo token (dev mode only)",
+    description = "Served only without CHATGATE_JWT_SECRET, on a loopback address. `ttl` in seconds, default 8 hours, at most 7 days.",
+    params(DevTokenQuery),
+    responses(
+        (status = 200, description = "A token", body = crate::openapi::DevToken),
+        (status = 400, description = "A bad query: an unknown role, no sub, a customer without sid", body = crate::openapi::GatewayError),
+    ))]
+pub(crate) async fn dev_token(
     State(state): State<SharedState>,
-    Query(q): Query<DevTokenQuery>,
+    query: Result<Query<DevTokenQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
+    // A bad query is answered in the gateway's JSON, as every refusal.
+    let Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
     if q.role == Role::Customer && q.sid.is_none() {
         return Err(AppError::BadRequest("a customer token needs sid".into()));
     }

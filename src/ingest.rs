@@ -164,6 +164,33 @@ impl<'de> Visitor<'de> for Items<'_> {
     }
 }
 
+/// Notifications from an upstream chat server (SPEC 4).
+#[utoipa::path(
+    post,
+    path = "/upstream/events",
+    tag = "gateway",
+    summary = "Ingest notifications",
+    description = "One notification, a JSON array of them, or NDJSON (`application/x-ndjson`). All or \
+nothing: one bad item refuses the batch, naming the item and the reason. The body is at most \
+CHATGATE_INGEST_MAX_BYTES (default 16 MiB), each item at most CHATGATE_MAX_FRAME_BYTES (default 512 KiB).",
+    request_body(
+        description = "A notification (SPEC 1), an array of them, or NDJSON",
+        content(
+            (serde_json::Value = "application/json"),
+            (String = "application/x-ndjson"),
+        ),
+    ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 printable ASCII characters: a batch sent again with the same key is published once")),
+    responses(
+        (status = 202, description = "Published", body = crate::openapi::IngestAccepted),
+        (status = 400, description = "Refused, nothing published: not JSON, a key twice, an item not a notification, an empty batch, a bad Idempotency-Key", body = crate::openapi::GatewayError),
+        (status = 401, description = "Missing, bad or expired token", body = crate::openapi::GatewayError),
+        (status = 403, description = "A token of another role than service", body = crate::openapi::GatewayError),
+        (status = 413, description = "The body, or one item, over its bound", body = crate::openapi::GatewayError),
+        (status = 503, description = "The bus did not take the batch; nothing published", body = crate::openapi::GatewayError),
+    ),
+    security(("service" = [])),
+)]
 pub async fn post_events(
     State(state): State<SharedState>,
     _: Authenticated<roles::Service>,

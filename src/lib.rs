@@ -44,6 +44,7 @@ pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod model;
+pub mod openapi;
 pub mod outbox;
 pub mod publisher;
 pub mod server;

@@ -89,6 +89,10 @@ fn init_tracing(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Human => builder.init(),
+        // Colour only for a person at a terminal: a pipe, a file or a
+        // container's log collector would store the escape sequences.
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
     }
 }

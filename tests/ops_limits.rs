@@ -168,6 +168,37 @@ async fn an_ingest_body_over_the_limit_is_refused_with_413_and_changes_nothing()
     server.stop().await;
 }
 
+/// A body over the engine routes' 64 KiB was refused by axum itself, in
+/// plain text, unlike every other engine answer. Every engine route now
+/// refuses it in GWS JSON (statusCode 10, the bound named), as the API
+/// description says, and nothing is published.
+#[tokio::test]
+async fn an_engine_body_over_64_kib_is_refused_with_413_in_gws_json() {
+    let server = start(|_| {}).await;
+    let agent = token(Role::Agent, "5e101708f14442c7ab79814bb4f799b2", None);
+    let customer = token(Role::Customer, "p1", Some("s1"));
+    let text = "x".repeat(70 * 1024);
+    let big = json!({"operationName": "SendMessage", "text": text}).to_string();
+    let opening = json!({"nickname": "Ann", "message": text}).to_string();
+    for (path, token, body) in [
+        ("/api/v2/me/facebooksessions/s1", agent.as_str(), &big),
+        ("/api/v2/me/facebooksession/s1", agent.as_str(), &big),
+        ("/api/v2/customer/sessions/s1", customer.as_str(), &big),
+        ("/api/v2/customer/sessions", "", &opening),
+    ] {
+        let (status, reply) = post(&server.url(path), token, body, "application/json").await;
+        assert_eq!(status, 413, "{path}: {reply}");
+        assert_eq!(reply["statusCode"], 10, "{path}: {reply}");
+        assert!(
+            reply["statusMessage"].as_str().unwrap().contains("65536"),
+            "{path}: the refusal names the bound: {reply}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.state.hub.last_seq(), 0, "nothing was published");
+    server.stop().await;
+}
+
 /// POSTs JSON with an optional bearer token: (status, Retry-After, body).
 async fn post_json(url: &str, token: Option<&str>, body: &Value) -> (u16, Option<String>, Value) {
     let mut req = reqwest::Client::new().post(url).json(body);

@@ -48,6 +48,11 @@ fn forward(stream: impl AsyncRead + Unpin + Send + 'static, tx: mpsc::UnboundedS
 }
 
 fn spawn_chatgate() -> Running {
+    spawn_chatgate_logging("json")
+}
+
+/// The binary with its logs in `format`, both outputs to pipes.
+fn spawn_chatgate_logging(format: &str) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatgate"));
     for (key, _) in std::env::vars() {
         if key.starts_with("CHATGATE_") {
@@ -56,7 +61,7 @@ fn spawn_chatgate() -> Running {
     }
     cmd.env("CHATGATE_LISTEN", "127.0.0.1:0")
         .env("CHATGATE_JWT_SECRET", SECRET)
-        .env("CHATGATE_LOG_FORMAT", "json")
+        .env("CHATGATE_LOG_FORMAT", format)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -86,6 +91,18 @@ impl Running {
             if let Some(found) = serde_json::from_str(&line).ok().as_ref().and_then(&pick) {
                 return found;
             }
+        }
+    }
+
+    /// Reads lines until one contains `needle`; every line is kept in `log`.
+    async fn wait_for_text(&mut self, log: &mut Vec<String>, needle: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !log.last().is_some_and(|l| l.contains(needle)) {
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
+                .await
+                .expect("no such log line in time")
+                .expect("chatgate exited");
+            log.push(line);
         }
     }
 
@@ -299,4 +316,44 @@ async fn logs_of_a_full_scenario_hold_no_token_and_no_message_text() {
     assert!(all.contains("authentication refused"), "{all}");
     assert!(all.contains("ingest batch rejected"), "{all}");
     assert!(all.contains("shutting down"), "{all}");
+}
+
+/// A log collector (a pipe, a file, `podman logs`) gets the human format
+/// without colour: no ANSI escape sequence in any line, from start-up to
+/// shutdown, requests between.
+#[tokio::test]
+async fn human_logs_to_a_pipe_carry_no_colour_codes() {
+    let mut chatgate = spawn_chatgate_logging("human");
+    let mut log = Vec::new();
+    chatgate.wait_for_text(&mut log, "chatgate listening").await;
+    let addr = log
+        .last()
+        .and_then(|l| l.split("addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .expect("the listening line names the address")
+        .to_owned();
+    // A refused handshake and a refused ingest log at debug level.
+    let client = reqwest::Client::new();
+    let ws = client
+        .get(format!("http://{addr}/ws"))
+        .send()
+        .await
+        .unwrap();
+    assert!(ws.status().is_client_error(), "{}", ws.status());
+    let ingest = client
+        .post(format!("http://{addr}/upstream/events"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ingest.status(), 401);
+    chatgate.stop(&mut log).await;
+    assert!(log.len() >= 3, "too few lines to judge: {log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("INFO")),
+        "human format expected: {log:?}"
+    );
+    for line in &log {
+        assert!(!line.contains("\x1b["), "an escape sequence in {line:?}");
+    }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -44,11 +45,28 @@ const MAX_NICKNAME_CHARS: usize = 64;
 /// Longest `Subject` kept in userData (the first message, shortened).
 const SUBJECT_CHARS: usize = 100;
 
+/// A customer opens a chat (anonymous).
+#[utoipa::path(
+    post,
+    path = "/api/v2/customer/sessions",
+    tag = "customer",
+    summary = "Open a chat",
+    request_body(content = crate::openapi::CustomerSessionRequest, description = "At most 64 KiB (larger: 413)"),
+    responses(
+        (status = 201, description = "The session, routed to the queue's (or any) agent with the fewest active sessions, and the customer's token", body = crate::openapi::CustomerSessionCreated),
+        (status = 400, description = "Refused, nothing created: statusCode 1 (nickname or message missing), 6 (no such queue), 10 (not JSON, a key twice, a value empty, too long or of the wrong type)", body = crate::openapi::GwsError),
+        (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
+        (status = 429, description = "statusCode 3: more than CHATGATE_CUSTOMER_SESSION_RATE new sessions (default 30) from this client address in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "statusCode 4: no agent to route to, or the bus or the session store did not answer; nothing created", body = crate::openapi::GwsError),
+    ),
+    security(()),
+)]
 pub async fn create(
     State(state): State<EngineState>,
     ClientAddr(client): ClientAddr,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), OpError> {
+    let body = super::routes::body_of(body)?;
     let engine = state.engine.clone();
     if let Err(wait) = engine.limiter.check(client, Instant::now()) {
         state.metrics.refusals.inc(refusal::CUSTOMER_SESSION_RATE);
@@ -179,13 +197,34 @@ fn user_data(nickname: &str, message: &str, queue: Option<&Queue>) -> Map<String
     data
 }
 
+/// The customer's operation on their own session.
+#[utoipa::path(
+    post,
+    path = "/api/v2/customer/sessions/{id}",
+    tag = "customer",
+    summary = "A customer operation",
+    request_body(content = crate::openapi::CustomerOperation, description = "At most 64 KiB (larger: 413)"),
+    params(("id" = String, Path, description = "The session id, as in the token's `sid`")),
+    responses(
+        (status = 200, description = "Accepted", body = crate::openapi::CustomerOperationAccepted),
+        (status = 400, description = "Refused, nothing changed: statusCode 1 (text missing), 2 (not valid in the session's state), 10 (not JSON, a key twice, unknown operationName, text empty, too long or not a string)", body = crate::openapi::GwsError),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: a token of another session or role, or a customer who left", body = crate::openapi::GwsError),
+        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
+        (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
+        (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
+        (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
+    ),
+    security(("customer" = [])),
+)]
 pub async fn operate(
     State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Customer>, AuthError>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, OpError> {
     let customer = caller?.principal;
+    let body = super::routes::body_of(body)?;
     if customer.session.as_deref() != Some(id.as_str()) {
         return Err(OpError::Forbidden(
             "this token belongs to another session".into(),

@@ -12,7 +12,7 @@
 //! | 4 | an internal error occurred | 503, 409 | the bus or the session store did not answer, a concurrent change could not be reconciled; nothing changed |
 //! | 5 | the user has no permission for this operation | 403 | not a participant of the session, or a token of the wrong role or session |
 //! | 6 | the requested resource could not be found | 404, 400 | no such session (404); a `targetUri`, `targetPath`, `participantId`, `queue` or `queueName` naming nobody (400) |
-//! | 10 | input validation error: a value out of the valid range | 400 | not JSON, unknown `operationName`, a parameter of the wrong type, empty, too long or malformed |
+//! | 10 | input validation error: a value out of the valid range | 400, 413 | not JSON, unknown `operationName`, a parameter of the wrong type, empty, too long or malformed (400); a body over 64 KiB (413) |
 //! | 20 | the user is not authenticated | 401 | missing, bad or expired token |
 //!
 //! Codes 7-9 and 11-19 (partial success, password changes, resources
@@ -37,6 +37,9 @@ pub enum OpError {
     /// A parameter (or the body) is not a valid value.
     #[error("{0}")]
     BadRequest(String),
+    /// The body is over the engine routes' bound.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     NotCapable(String),
     #[error("{0}")]
@@ -127,6 +130,7 @@ impl OpError {
             | OpError::BadRequest(_)
             | OpError::NotCapable(_)
             | OpError::UnknownResource(_) => StatusCode::BAD_REQUEST,
+            OpError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             OpError::Forbidden(_) => StatusCode::FORBIDDEN,
             OpError::NotFound(_) => StatusCode::NOT_FOUND,
             OpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -145,7 +149,7 @@ impl OpError {
             OpError::Unavailable(_) | OpError::Backend { .. } | OpError::Conflict(_) => 4,
             OpError::Forbidden(_) => 5,
             OpError::NotFound(_) | OpError::UnknownResource(_) => 6,
-            OpError::BadRequest(_) => 10,
+            OpError::BadRequest(_) | OpError::TooLarge(_) => 10,
             OpError::Unauthorized(_) => 20,
         }
     }

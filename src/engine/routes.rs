@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -36,6 +38,18 @@ use crate::publisher::Publisher;
 /// Largest request body of an engine route.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// A request body as read, or the engine's refusal in its own JSON (axum's
+/// own would be plain text, unlike every other engine answer).
+pub(super) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, OpError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OpError::TooLarge(format!("the body exceeds {MAX_BODY_BYTES} bytes"))
+        } else {
+            OpError::bad(rejection.body_text())
+        }
+    })
+}
+
 /// Every engine route (mounted, with its state, for roles `all` and
 /// `engine`).
 pub fn router() -> Router<EngineState> {
@@ -45,7 +59,7 @@ pub fn router() -> Router<EngineState> {
             "/api/v2/me/facebooksessions/{id}",
             post(operate).get(one_session),
         )
-        .route("/api/v2/me/facebooksession/{id}", post(operate))
+        .route("/api/v2/me/facebooksession/{id}", post(operate_singular))
         .route("/api/v2/users", get(users))
         .route("/api/v2/queues", get(queues))
         .route("/api/v2/customer/sessions", post(customer::create))
@@ -53,13 +67,35 @@ pub fn router() -> Router<EngineState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-async fn operate(
+/// One agent operation on a session (SPEC 5).
+#[utoipa::path(
+    post,
+    path = "/api/v2/me/facebooksessions/{id}",
+    tag = "engine",
+    summary = "An agent operation on a session",
+    request_body(content = crate::openapi::Operation, description = "`operationName` and its parameters; at most 64 KiB (larger: 413)"),
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "Accepted: statusCode 0; the change's notifications carry the same referenceId", body = crate::openapi::OperationAccepted),
+        (status = 400, description = "Refused, nothing changed: statusCode 1 (a mandatory parameter is missing), 2 (not in the agent's capabilities now, or the target is already in the session), 6 (a target or participant naming nobody), 10 (not JSON, a key twice, unknown operationName, a parameter of the wrong type, empty or too long)", body = crate::openapi::GwsError),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
+        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
+        (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
+        (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
+        (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = [])),
+)]
+pub async fn operate(
     State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Refused> {
     let agent = caller.map_err(OpError::from)?.principal;
+    let body = body_of(body)?;
     let engine = &state.engine;
     if let Err(wait) = engine
         .operation_limiter
@@ -100,6 +136,36 @@ async fn operate(
     Ok(Json(
         json!({ "statusCode": 0, "referenceId": reference_id }),
     ))
+}
+
+/// The seed's singular path: the same operation.
+#[utoipa::path(
+    post,
+    path = "/api/v2/me/facebooksession/{id}",
+    tag = "engine",
+    summary = "An agent operation on a session (the seed's singular path)",
+    request_body(content = crate::openapi::Operation, description = "`operationName` and its parameters; at most 64 KiB (larger: 413)"),
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "Accepted: statusCode 0; the change's notifications carry the same referenceId", body = crate::openapi::OperationAccepted),
+        (status = 400, description = "Refused, nothing changed: statusCode 1 (a mandatory parameter is missing), 2 (not in the agent's capabilities now, or the target is already in the session), 6 (a target or participant naming nobody), 10 (not JSON, a key twice, unknown operationName, a parameter of the wrong type, empty or too long)", body = crate::openapi::GwsError),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
+        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
+        (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
+        (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
+        (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = [])),
+)]
+pub async fn operate_singular(
+    state: State<EngineState>,
+    id: Path<String>,
+    caller: Result<Authenticated<roles::Agent>, AuthError>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Refused> {
+    operate(state, id, caller, body).await
 }
 
 /// Why `run` failed, and whether the session's agents were told.
@@ -257,7 +323,21 @@ fn not_capable(record: &SessionRecord, me: &Member, name: &str) -> OpError {
     ))
 }
 
-async fn my_sessions(
+/// The agent's current sessions.
+#[utoipa::path(
+    get,
+    path = "/api/v2/me/facebooksessions",
+    tag = "engine",
+    summary = "The agent's current sessions",
+    responses(
+        (status = 200, description = "The session objects, as in ParticipantsUpdated", body = crate::openapi::SessionList),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: a token of another role", body = crate::openapi::GwsError),
+        (status = 503, description = "statusCode 4: the session store did not answer", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = [])),
+)]
+pub async fn my_sessions(
     State(state): State<EngineState>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
@@ -278,7 +358,23 @@ async fn my_sessions(
     ))
 }
 
-async fn one_session(
+/// One session and its recent messages, for a participant.
+#[utoipa::path(
+    get,
+    path = "/api/v2/me/facebooksessions/{id}",
+    tag = "engine",
+    summary = "One session and its recent messages",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session object and its messages", body = crate::openapi::OneSession),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: not a participant, or a token of another role", body = crate::openapi::GwsError),
+        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
+        (status = 503, description = "statusCode 4: the session store did not answer", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = [])),
+)]
+pub async fn one_session(
     State(state): State<EngineState>,
     Path(id): Path<String>,
     caller: Result<Authenticated<roles::Agent>, AuthError>,
@@ -302,7 +398,20 @@ async fn one_session(
     })))
 }
 
-async fn users(
+/// The directory's agents.
+#[utoipa::path(
+    get,
+    path = "/api/v2/users",
+    tag = "engine",
+    summary = "The directory's agents",
+    responses(
+        (status = 200, description = "Every agent, with the URI and path that name it as a target", body = crate::openapi::UserList),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: a token of another role", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = []), ("supervisor" = [])),
+)]
+pub async fn users(
     State(state): State<EngineState>,
     caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
@@ -324,7 +433,21 @@ async fn users(
     Ok(Json(json!({ "statusCode": 0, "users": users })))
 }
 
-async fn queues(
+/// The directory's queues, each with the interactions placed in it.
+#[utoipa::path(
+    get,
+    path = "/api/v2/queues",
+    tag = "engine",
+    summary = "The directory's queues",
+    responses(
+        (status = 200, description = "Every queue, its agents and the interactions placed in it", body = crate::openapi::QueueList),
+        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+        (status = 403, description = "statusCode 5: a token of another role", body = crate::openapi::GwsError),
+        (status = 503, description = "statusCode 4: the session store did not answer", body = crate::openapi::GwsError),
+    ),
+    security(("agent" = []), ("supervisor" = [])),
+)]
+pub async fn queues(
     State(state): State<EngineState>,
     caller: Result<Authenticated<roles::AgentOrSupervisor>, AuthError>,
 ) -> Result<Json<Value>, OpError> {
