@@ -3,6 +3,7 @@
 //! so a failure fails instead of hanging.
 #![allow(dead_code)]
 
+pub mod bayeux;
 pub mod cast;
 pub mod nats;
 
