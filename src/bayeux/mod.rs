@@ -42,8 +42,8 @@ use crate::state::SharedState;
 use client::{Client, ConnectLimits, Delivery};
 use message::Request;
 
-/// The endpoint's path; CometD's long-polling transport may append the
-/// message type (`/handshake`, `/connect`, ...), which is ignored.
+/// The endpoint's path; CometD's long-polling transport appends a slash
+/// and the message type (`/handshake`, `/connect`, or nothing), ignored.
 pub const PATH: &str = "/api/v2/notifications";
 
 /// The Bayeux clients of this process.
@@ -72,6 +72,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: SharedState) -> Router<S>
     }));
     Router::new()
         .route(PATH, post(long_poll).get(websocket::upgrade))
+        .route(&format!("{PATH}/"), post(long_poll))
         .route(&format!("{PATH}/{{*kind}}"), post(long_poll))
         .with_state(endpoint)
 }
