@@ -507,6 +507,10 @@ impl Binary {
         format!("http://{}{}", self.addr, path)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM.
     pub fn terminate(&self) {
         let status = std::process::Command::new("kill")
