@@ -162,13 +162,14 @@ async fn a_thousand_long_polling_clients_at_once_then_the_same_over_ws() {
     for p in pollers {
         assert_eq!(p.await.unwrap(), NOTIFICATIONS);
     }
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), NOTIFICATIONS);
-    assert!(
-        seen.values().all(|&n| n == CLIENTS),
-        "each to each once: {seen:?}"
-    );
-    drop(seen);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), NOTIFICATIONS);
+        assert!(
+            seen.values().all(|&n| n == CLIENTS),
+            "each to each once: {seen:?}"
+        );
+    }
 
     // The same number of /ws connections on the same process.
     let rss_ws_before = bin.rss_kib();
