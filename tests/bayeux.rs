@@ -458,3 +458,23 @@ async fn websocket_after_an_http_handshake_and_all_over_one_socket() {
     assert_eq!(server.state.hub.connection_count(), before);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_expired_token_ends_the_client_with_no_reconnect() {
+    let server = start(|_| {}).await;
+    let base = server.url("");
+    let short = chatgate::auth::Authenticator::new(SECRET.as_bytes(), None)
+        .unwrap()
+        .mint(Role::Agent, TESTNAME, None, 2);
+    let agent = LongPoll::start(&base, json!({"access_token": short})).await;
+    agent.connect_raw(Some(0), None).await;
+    // Held past the token's end: answered then, and the client is gone.
+    let started = std::time::Instant::now();
+    let replies = agent.connect_raw(Some(10_000), None).await;
+    let c = reply(&replies, "/meta/connect");
+    assert_eq!(c["error"], "401::token expired", "{replies}");
+    assert_eq!(c["advice"]["reconnect"], "none");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(server.state.hub.connection_count(), 0);
+    server.stop().await;
+}

@@ -287,7 +287,6 @@ impl Bayeux {
         let client = Client::new(id.clone(), principal, attached, ack, expiry, permit);
         self.clients.insert(id.clone(), Arc::new(client));
         self.start_sweeper();
-        state.metrics.connections_opened.inc("bayeux");
         let cfg = &state.config;
         let mut reply = message::success(req);
         reply.insert("version".into(), json!("1.0"));

@@ -8,7 +8,9 @@
 //! handshake over HTTP is as good here. The upgrade needs no token: the
 //! handshake message carries it (an `Authorization: Bearer` on the upgrade
 //! counts as well). The socket takes one of its address's connection
-//! slots; its messages are bounded by [`message::MAX_REQUEST`].
+//! slots; its messages are bounded by [`message::MAX_REQUEST`], its idle
+//! time (no connect held, no message) by the advised timeout plus
+//! `maxInterval`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
+use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::client::Delivery;
@@ -87,10 +90,18 @@ impl Conn {
         // older at once, so each gets its reply.
         let mut held: FuturesUnordered<BoxFuture<'static, Delivery>> = FuturesUnordered::new();
         let shutdown = self.bayeux.state.shutdown.clone();
+        let cfg = &self.bayeux.state.config;
+        // A socket with no connect held and no message for as long as a
+        // client may go between connects is closed: its slot is bounded
+        // in time, too.
+        let idle = Duration::from_millis(cfg.bayeux_timeout_ms + cfg.bayeux_max_interval_ms);
+        let mut idle_until = Instant::now() + idle;
         loop {
             let answer = tokio::select! {
+                () = sleep_until(idle_until), if held.is_empty() => break,
                 msg = self.socket.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
+                        idle_until = Instant::now() + idle;
                         let caller = Caller { header_token: self.header_token.as_deref(), addr: self.addr };
                         batch(&self.bayeux, &caller, &text, &mut held).await
                     }
@@ -103,6 +114,7 @@ impl Conn {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 },
                 Some(delivery) = held.next(), if !held.is_empty() => {
+                    idle_until = Instant::now() + idle;
                     let mut answer = Answer::default();
                     answer.add(delivery);
                     Some(answer)
