@@ -50,6 +50,8 @@ pub mod defaults {
     pub const NATS_TIMEOUT_SECS: u64 = 5;
     pub const CHECKPOINT_SECS: u64 = 5;
     pub const RESUME_WAIT_MS: u64 = 2_000;
+    pub const BAYEUX_TIMEOUT_MS: u64 = 25_000;
+    pub const BAYEUX_MAX_INTERVAL_MS: u64 = 10_000;
 }
 
 /// The smallest frame bound accepted: an engine notification with a full
@@ -251,6 +253,17 @@ pub struct Config {
         action = clap::ArgAction::Set
     )]
     pub auto_accept: bool,
+
+    /// Milliseconds a Bayeux /meta/connect is held when there is nothing
+    /// to deliver (the advised `timeout` of /api/v2/notifications).
+    #[arg(long, env = "CHATGATE_BAYEUX_TIMEOUT_MS", default_value_t = defaults::BAYEUX_TIMEOUT_MS)]
+    pub bayeux_timeout_ms: u64,
+
+    /// Milliseconds a Bayeux client may go without a /meta/connect before
+    /// its clientId expires and its queue is freed (the advised
+    /// `maxInterval`).
+    #[arg(long, env = "CHATGATE_BAYEUX_MAX_INTERVAL_MS", default_value_t = defaults::BAYEUX_MAX_INTERVAL_MS)]
+    pub bayeux_max_interval_ms: u64,
 
     /// Seconds to wait for connections to close on shutdown.
     #[arg(long, env = "CHATGATE_SHUTDOWN_SECS", default_value_t = defaults::SHUTDOWN_SECS)]

@@ -23,7 +23,9 @@ pub fn router(state: SharedState) -> Router {
     let ingest_limit = state.config.ingest_max_bytes;
     let mut router = Router::new();
     if state.config.role.serves_clients() {
-        router = router.route("/ws", get(crate::ws::ws_handler));
+        router = router
+            .route("/ws", get(crate::ws::ws_handler))
+            .merge(crate::bayeux::router(state.clone()));
     }
     router = router
         .route(

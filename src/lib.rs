@@ -29,6 +29,7 @@
 //! - [`web`]: the agent desktop and customer widget pages.
 
 pub mod auth;
+pub mod bayeux;
 pub mod bus;
 pub mod client_addr;
 pub mod config;

@@ -88,3 +88,10 @@ async fn reconnect_loses_and_doubles_nothing_in_the_browser() {
 async fn an_invitation_is_rejected_then_accepted_in_the_browser() {
     run_scenario_with("invitation", |c| c.auto_accept = false).await;
 }
+
+/// No WebSocket in the customer's browser: the widget falls back to Bayeux
+/// long-polling; the chat works, and a cut loses and doubles nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_falls_back_to_long_polling_without_websocket() {
+    run_scenario("longpoll").await;
+}

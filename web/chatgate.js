@@ -5,6 +5,9 @@
 //
 // - Stream: one /ws connection that reconnects by itself with `since`, so
 //   no notification is lost or doubled across a reconnect.
+// - LongPollStream: the same over Bayeux long-polling on
+//   /api/v2/notifications, for browsers where a WebSocket cannot be
+//   opened (a proxy that blocks them); openStream picks one.
 // - SessionView: one session as a page shows it: the session object, the
 //   message log keyed by index, who is typing.
 // - helpers: sessionIdOf, api, el, describe.
@@ -287,7 +290,14 @@ export class Stream {
   connect() {
     clearTimeout(this.timer);
     this.onStatus(this.attempt ? "reconnecting" : "connecting");
-    const ws = new WebSocket(this.url());
+    let ws;
+    try {
+      ws = new WebSocket(this.url());
+    } catch {
+      // Refused before any network (a policy, no WebSocket at all).
+      this.unavailable();
+      return;
+    }
     this.ws = ws;
     let welcomed = false;
     ws.onmessage = (ev) => {
@@ -330,6 +340,12 @@ export class Stream {
       }
       if (!welcomed) this.attempt += 1;
       else this.attempt = 1;
+      if (welcomed) this.everWelcomed = true;
+      // Never a welcome in several tries: WebSockets do not get through.
+      if (!this.everWelcomed && this.attempt >= 3 && this.onUnavailable) {
+        this.unavailable();
+        return;
+      }
       if (this.held) {
         this.onStatus("reconnecting", { held: true });
         return;
@@ -339,6 +355,186 @@ export class Stream {
       this.timer = setTimeout(() => this.connect(), delay * (0.75 + Math.random() / 2));
     };
   }
+
+  /** Hands over to another transport (see openStream), if one is offered. */
+  unavailable() {
+    this.ws = null;
+    this.stopped = true;
+    if (this.onUnavailable) this.onUnavailable({ since: this.lastId, epoch: this.epoch });
+    else this.onStatus("stopped", { reason: "WebSocket connections cannot be opened here." });
+  }
+}
+
+/** The Bayeux channel of the notifications. */
+const CHANNEL = "/v2/me/facebooksession";
+/** The Bayeux endpoint. */
+const BAYEUX = "/api/v2/notifications";
+
+/**
+ * Stream's interface over Bayeux long-polling: handshake (the token in
+ * ext.access_token, and since and epoch when resuming), subscribe, then
+ * /meta/connect after /meta/connect. A cut, a failed request or advice to
+ * handshake again all resume with since and epoch on a new handshake, so
+ * nothing is lost or doubled, as on /ws. `welcomes` and `received` record
+ * the same as Stream's (a welcome per handshake).
+ */
+export class LongPollStream {
+  constructor({ token, onNotification, onWelcome, onStatus, since = null, epoch = null }) {
+    this.token = token;
+    this.onNotification = onNotification;
+    this.onWelcome = onWelcome || (() => {});
+    this.onStatus = onStatus || (() => {});
+    this.lastId = since;
+    this.epoch = epoch;
+    this.transport = "long-polling";
+    this.attempt = 0;
+    this.stopped = false;
+    this.held = false;
+    this.abort = null;
+    this.timer = null;
+    /** Counts runs, so that one a cut ended does nothing more. */
+    this.run = 0;
+    this.received = [];
+    this.welcomes = [];
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    const clientId = this.clientId;
+    this.end();
+    if (clientId) this.post([{ channel: "/meta/disconnect", clientId }]).catch(() => {});
+    this.onStatus("stopped");
+  }
+
+  /** Cuts the request in flight as a network failure would (see Stream.cut). */
+  cut({ hold = false } = {}) {
+    this.held = hold;
+    this.end();
+    this.retry();
+  }
+
+  release() {
+    this.held = false;
+    if (!this.stopped && !this.abort) this.connect();
+  }
+
+  end() {
+    this.run += 1;
+    this.clientId = null;
+    if (this.abort) this.abort.abort();
+    this.abort = null;
+  }
+
+  async post(messages, signal) {
+    const res = await fetch(BAYEUX, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(messages),
+      signal,
+    });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    return res.json();
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.onStatus(this.attempt ? "reconnecting" : "connecting");
+    const run = ++this.run;
+    this.abort = new AbortController();
+    this.loop(run, this.abort.signal).catch(() => {
+      if (run === this.run) {
+        this.abort = null;
+        this.retry();
+      }
+    });
+  }
+
+  retry() {
+    if (this.stopped) return;
+    if (this.held) {
+      this.onStatus("reconnecting", { held: true });
+      return;
+    }
+    this.attempt += 1;
+    const delay = Math.min(10_000, 250 * 2 ** Math.min(this.attempt, 6));
+    this.onStatus("reconnecting", { inMs: delay });
+    this.timer = setTimeout(() => this.connect(), delay * (0.75 + Math.random() / 2));
+  }
+
+  async loop(run, signal) {
+    const ext = { access_token: this.token };
+    if (this.lastId && this.epoch) Object.assign(ext, { since: this.lastId, epoch: this.epoch });
+    const [hs] = await this.post([{ channel: "/meta/handshake", version: "1.0",
+      supportedConnectionTypes: ["long-polling"], ext }], signal);
+    if (run !== this.run) return;
+    if (!hs.successful) return this.refused(hs);
+    const welcome = { type: "welcome", resumed: !!hs.ext?.resumed, epoch: hs.ext?.epoch };
+    if (!welcome.resumed) {
+      this.epoch = welcome.epoch;
+      this.lastId = null;
+    }
+    this.clientId = hs.clientId;
+    this.attempt = 0;
+    this.welcomes.push(welcome);
+    this.onWelcome(welcome);
+    this.onStatus("live", welcome);
+    let batch = [{ channel: "/meta/subscribe", clientId: hs.clientId, subscription: CHANNEL },
+      { channel: "/meta/connect", clientId: hs.clientId, connectionType: "long-polling" }];
+    while (run === this.run) {
+      const replies = await this.post(batch, signal);
+      if (run !== this.run) return;
+      for (const m of replies) {
+        if (m.channel === CHANNEL) this.take(m);
+      }
+      const c = replies.find((m) => m.channel === "/meta/connect");
+      if (!c?.successful) {
+        if (c?.advice?.reconnect === "none") return this.refused(c);
+        // Advice to handshake again (fell behind, server restart): resume.
+        throw new Error(c?.error || "connect failed");
+      }
+      batch = [{ channel: "/meta/connect", clientId: hs.clientId, connectionType: "long-polling" }];
+    }
+  }
+
+  take(m) {
+    this.received.push({ conn: this.welcomes.length, id: String(m.id) });
+    if (this.received.length > 5000) this.received.splice(0, 1000);
+    if (m.id && !String(m.id).includes(":")) this.lastId = String(m.id);
+    this.onNotification(m.data, m);
+  }
+
+  refused(reply) {
+    this.stopped = true;
+    this.abort = null;
+    const expired = String(reply.error || "").startsWith("401:");
+    this.onStatus("stopped", { reason: expired ? "Your sign-in has expired." : reply.error });
+  }
+}
+
+/**
+ * A Stream where WebSockets work, else a LongPollStream; one that turns
+ * out not to get through (no welcome in three tries) hands over to
+ * long-polling, resuming where it was. `holder.stream` is the one in use.
+ */
+export function openStream(holder, options) {
+  const poll = (resume) => {
+    holder.stream = new LongPollStream({ ...options, ...resume });
+    holder.stream.start();
+  };
+  if (typeof globalThis.WebSocket !== "function") {
+    holder.stream = new LongPollStream(options);
+  } else {
+    holder.stream = new Stream(options);
+    holder.stream.onUnavailable = poll;
+  }
+  holder.stream.start();
+  return holder.stream;
 }
 
 /**

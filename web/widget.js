@@ -3,7 +3,7 @@
 // who is typing, survive a lost connection without losing or doubling a
 // line.
 import {
-  api, clock, describe, el, safeUrl, SessionView, statusText, Stream, TypingNotifier,
+  api, clock, describe, el, openStream, safeUrl, SessionView, statusText, TypingNotifier,
 } from "./chatgate.js";
 
 const CHAT_KEY = "chatgate.widget.chat";
@@ -72,7 +72,8 @@ function openChat(chat) {
   $("restart").hidden = true;
   $("leave").hidden = false;
   $("transcript").replaceChildren();
-  state.stream = new Stream({
+  // /ws, or long-polling where a WebSocket cannot be opened.
+  openStream(state, {
     token: chat.token,
     onNotification: (data) => {
       state.view.apply(data);
@@ -80,7 +81,6 @@ function openChat(chat) {
     },
     onStatus: (s, detail) => setConn(s, statusText(s, detail)),
   });
-  state.stream.start();
   render();
   $("composer-text").focus();
 }

@@ -161,7 +161,7 @@ async fn wait_for_history(state: &SharedState, party: &Party, since: Option<&str
     }
 }
 
-fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+pub(crate) fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     if allowed.is_empty() {
         return true;
     }
@@ -173,7 +173,7 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     }
 }
 
-fn party_of(p: &Principal) -> Party {
+pub(crate) fn party_of(p: &Principal) -> Party {
     match p.role {
         Role::Customer => Party::Customer {
             session: p.session.clone().unwrap_or_default(),

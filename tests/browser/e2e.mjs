@@ -510,6 +510,56 @@ async function reconnectScenario(browser, base) {
   await agent.context.close();
 }
 
+/**
+ * No WebSocket in the customer's browser (window.WebSocket removed): the
+ * widget chats over Bayeux long-polling; a cut loses and doubles nothing.
+ */
+async function longPollScenario(browser, base) {
+  const noWebSocket = { fn: () => { delete window.WebSocket; window.WebSocket = undefined; }, arg: null };
+  const customer = await openPage(browser, `${base}/widget`, { viewport: { width: 420, height: 760 }, init: noWebSocket });
+  // Every Bayeux message the customer's page was sent, as the frames of a socket are.
+  customer.page.on("response", async (r) => {
+    if (!r.url().includes("/api/v2/notifications")) return;
+    try {
+      for (const m of await r.json()) customer.frames.push(JSON.stringify(m));
+    } catch {
+      // a request cut on its way has no body to read
+    }
+  });
+  const agent = await openPage(browser, `${base}/`);
+  await signInAsDemo(agent.page, TESTNAME);
+  await customer.page.fill("#nickname", "Ana");
+  await customer.page.fill("#first-message", "Hi, no WebSocket here");
+  await customer.page.click("#start button[type=submit]");
+  await waitLine(agent.page, "no WebSocket here");
+  const transport = await customer.page.evaluate(() => window.chatgateWidget.stream.transport);
+  check(transport === "long-polling", `the widget's transport: ${transport}`);
+  check(customer.frames.length > 0, "nothing came over long-polling");
+  await say(agent.page, "Hello Ana, long-polling works.");
+  await waitLine(customer.page, "long-polling works");
+  await say(customer.page, "Great, thanks.");
+  await waitLine(agent.page, "Great, thanks.");
+
+  // A cut held down while the agent talks, to everyone and to agents only.
+  await customer.page.evaluate(() => window.chatgateWidget.stream.cut({ hold: true }));
+  await customer.page.locator("#conn[data-state=reconnecting]").waitFor();
+  const missed = ["It shipped yesterday.", "Tracking number 1Z999."];
+  for (const m of missed) await say(agent.page, m, { audience: "All" });
+  await say(agent.page, "Agents-only note over long-polling", { audience: "Agents" });
+  await customer.page.evaluate(() => window.chatgateWidget.stream.release());
+  await customer.page.locator("#conn[data-state=live]").waitFor();
+  await waitLine(customer.page, "Tracking number 1Z999.");
+  await assertResumedOnce(customer, "long-polling customer");
+  const seen = await transcript(customer.page);
+  for (const m of missed) check(seen.filter((l) => l.text.includes(m)).length === 1, `"${m}" is not on the customer's page exactly once`);
+  const indices = [...new Set(messagesOf(customer.frames).map((m) => m.index))].sort((a, b) => a - b);
+  check(indices.every((v, i) => v === i + 1), `the customer's message indices have gaps: ${indices}`);
+  await assertNeverShown(customer, ["Agents-only note", TESTNAME], "over long-polling");
+  noPageErrors(customer, agent);
+  await customer.context.close();
+  await agent.context.close();
+}
+
 /* ---------- main ---------- */
 
 /**
@@ -566,9 +616,10 @@ const SCENARIOS = {
   consult: consultScenario,
   reconnect: reconnectScenario,
   invitation: invitationScenario,
+  longpoll: longPollScenario,
 };
 /** What runs without a scenario named: those of a default server. */
-const DEFAULT_SCENARIOS = ["seed", "consult", "reconnect"];
+const DEFAULT_SCENARIOS = ["seed", "consult", "reconnect", "longpoll"];
 
 async function main() {
   const base = (process.argv[2] || "").replace(/\/$/, "");

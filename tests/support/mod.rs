@@ -3,6 +3,7 @@
 //! so a failure fails instead of hanging.
 #![allow(dead_code)]
 
+pub mod bayeux;
 pub mod cast;
 pub mod nats;
 
@@ -504,6 +505,10 @@ impl Binary {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM.
