@@ -35,7 +35,7 @@ use super::{new_id, now_ms, Engine, EngineState};
 use crate::auth::{roles, AuthError, Authenticated, Role};
 use crate::client_addr::ClientAddr;
 use crate::metrics::refusal;
-use crate::model::{Notification, NotificationType, ParticipantType, Visibility};
+use crate::model::{Message, Notification, NotificationType, ParticipantType, Visibility};
 use crate::publisher::Publisher;
 
 /// How long a customer token is valid, in seconds.
@@ -320,6 +320,21 @@ pub fn apply_customer(
     d.done()
 }
 
+/// How every new session begins, offered or opened: the customer joins
+/// and writes their first message.
+fn customer_opening(d: &mut Draft<'_>, customer: &Member, first_message: &str) -> Vec<Message> {
+    vec![
+        d.message("ParticipantJoined", customer, Visibility::All, None, None),
+        d.message(
+            "Text",
+            customer,
+            Visibility::All,
+            Some(first_message.to_owned()),
+            None,
+        ),
+    ]
+}
+
 /// A new session: the customer and the routed agent, both visible, with
 /// the customer's first message. Returns the record and its notifications.
 pub fn open_session(
@@ -332,17 +347,8 @@ pub fn open_session(
     record.participants = vec![customer.clone(), agent.clone()];
     let mut d = Draft::new(&record, ctx);
     d.emit_state(NotificationType::ParticipantsUpdated);
-    let messages = vec![
-        d.message("ParticipantJoined", &customer, Visibility::All, None, None),
-        d.message(
-            "Text",
-            &customer,
-            Visibility::All,
-            Some(first_message.to_owned()),
-            None,
-        ),
-        d.message("ParticipantJoined", &agent, Visibility::All, None, None),
-    ];
+    let mut messages = customer_opening(&mut d, &customer, first_message);
+    messages.push(d.message("ParticipantJoined", &agent, Visibility::All, None, None));
     d.emit_messages(messages);
     let change = d.done();
     (change.record, change.notifications)
@@ -364,16 +370,7 @@ pub fn offer_session(
     record.participants = vec![customer.clone(), agent];
     let mut d = Draft::new(&record, ctx);
     d.emit_state(NotificationType::ParticipantsUpdated);
-    let messages = vec![
-        d.message("ParticipantJoined", &customer, Visibility::All, None, None),
-        d.message(
-            "Text",
-            &customer,
-            Visibility::All,
-            Some(first_message.to_owned()),
-            None,
-        ),
-    ];
+    let messages = customer_opening(&mut d, &customer, first_message);
     d.emit_messages(messages);
     let change = d.done();
     (change.record, change.notifications)

@@ -67,106 +67,102 @@ pub fn router() -> Router<EngineState> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// One agent operation on a session (SPEC 5).
-#[utoipa::path(
-    post,
-    path = "/api/v2/me/facebooksessions/{id}",
-    tag = "engine",
-    summary = "An agent operation on a session",
-    request_body(content = crate::openapi::Operation, description = "`operationName` and its parameters; at most 64 KiB (larger: 413)"),
-    params(("id" = String, Path, description = "The session id")),
-    responses(
-        (status = 200, description = "Accepted: statusCode 0; the change's notifications carry the same referenceId", body = crate::openapi::OperationAccepted),
-        (status = 400, description = "Refused, nothing changed: statusCode 1 (a mandatory parameter is missing), 2 (not in the agent's capabilities now, or the target is already in the session), 6 (a target or participant naming nobody), 10 (not JSON, a key twice, unknown operationName, a parameter of the wrong type, empty or too long)", body = crate::openapi::GwsError),
-        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
-        (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
-        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
-        (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
-        (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
-        (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
-        (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
-    ),
-    security(("agent" = [])),
-)]
-pub async fn operate(
-    State(state): State<EngineState>,
-    Path(id): Path<String>,
-    caller: Result<Authenticated<roles::Agent>, AuthError>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, Refused> {
-    let agent = caller.map_err(OpError::from)?.principal;
-    let body = body_of(body)?;
-    let engine = &state.engine;
-    if let Err(wait) = engine
-        .operation_limiter
-        .check(agent.sub.clone(), Instant::now())
-    {
-        state.metrics.refusals.inc(refusal::OPERATION_RATE);
-        let secs = wait.as_secs().max(1);
-        return Err(OpError::TooManyRequests(
-            format!("too many operations from this agent; retry in {secs} s"),
-            secs,
-        )
-        .into());
-    }
-    // A bad body or name is answered like any refusal of a participant
-    // (with an Error notification), once participation is checked.
-    let (name, parsed) = match params::json_object(&body) {
-        Ok(body) => match Op::name_of(&body) {
-            Ok(name) => (Ok(name), Op::parse(name, &body)),
-            Err(e) => (Err(e.clone()), Err(e)),
-        },
-        Err(e) => (Err(e.clone()), Err(e)),
+/// The API description of an agent operation, the same on both of its
+/// paths (the plural one and the seed's singular one).
+macro_rules! agent_operation_doc {
+    ($path:literal, $summary:literal, $handler:item) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "engine",
+            summary = $summary,
+            request_body(content = crate::openapi::Operation, description = "`operationName` and its parameters; at most 64 KiB (larger: 413)"),
+            params(("id" = String, Path, description = "The session id")),
+            responses(
+                (status = 200, description = "Accepted: statusCode 0; the change's notifications carry the same referenceId", body = crate::openapi::OperationAccepted),
+                (status = 400, description = "Refused, nothing changed: statusCode 1 (a mandatory parameter is missing), 2 (not in the agent's capabilities now, or the target is already in the session), 6 (a target or participant naming nobody), 10 (not JSON, a key twice, unknown operationName, a parameter of the wrong type, empty or too long)", body = crate::openapi::GwsError),
+                (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
+                (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
+                (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
+                (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
+                (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
+                (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
+                (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
+            ),
+            security(("agent" = [])),
+        )]
+        $handler
     };
-    let reference_id = engine.next_reference().await?;
-    let request = Request {
-        session: id,
-        user: agent.sub,
-        name,
-        parsed,
-        reference_id,
-    };
-    tokio::spawn(run(state.publisher.clone(), engine.clone(), request))
-        .await
-        .map_err(|_| OpError::Unavailable("the operation was aborted".into()))?
-        .map_err(|error| Refused {
-            announced: error.announced.then_some(reference_id),
-            error: error.error,
-        })?;
-    Ok(Json(
-        json!({ "statusCode": 0, "referenceId": reference_id }),
-    ))
 }
 
-/// The seed's singular path: the same operation.
-#[utoipa::path(
-    post,
-    path = "/api/v2/me/facebooksession/{id}",
-    tag = "engine",
-    summary = "An agent operation on a session (the seed's singular path)",
-    request_body(content = crate::openapi::Operation, description = "`operationName` and its parameters; at most 64 KiB (larger: 413)"),
-    params(("id" = String, Path, description = "The session id")),
-    responses(
-        (status = 200, description = "Accepted: statusCode 0; the change's notifications carry the same referenceId", body = crate::openapi::OperationAccepted),
-        (status = 400, description = "Refused, nothing changed: statusCode 1 (a mandatory parameter is missing), 2 (not in the agent's capabilities now, or the target is already in the session), 6 (a target or participant naming nobody), 10 (not JSON, a key twice, unknown operationName, a parameter of the wrong type, empty or too long)", body = crate::openapi::GwsError),
-        (status = 401, description = "statusCode 20: missing, bad or expired token", body = crate::openapi::GwsError),
-        (status = 403, description = "statusCode 5: not a participant of the session, or not an agent's token", body = crate::openapi::GwsError),
-        (status = 404, description = "statusCode 6: no such session", body = crate::openapi::GwsError),
-        (status = 409, description = "statusCode 4: a concurrent change could not be reconciled; nothing changed", body = crate::openapi::GwsError),
-        (status = 413, description = "statusCode 10: the body is over 64 KiB", body = crate::openapi::GwsError),
-        (status = 429, description = "statusCode 3: more than CHATGATE_AGENT_OPERATION_RATE operations (default 300) of this agent in a minute; `Retry-After` says when to retry", body = crate::openapi::GwsError, headers(("Retry-After" = u64, description = "Seconds"))),
-        (status = 503, description = "statusCode 4: the bus or the session store did not answer; nothing changed", body = crate::openapi::GwsError),
-    ),
-    security(("agent" = [])),
-)]
-pub async fn operate_singular(
-    state: State<EngineState>,
-    id: Path<String>,
-    caller: Result<Authenticated<roles::Agent>, AuthError>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, Refused> {
-    operate(state, id, caller, body).await
-}
+agent_operation_doc!(
+    "/api/v2/me/facebooksessions/{id}",
+    "An agent operation on a session",
+    /// One agent operation on a session (SPEC 5).
+    pub async fn operate(
+        State(state): State<EngineState>,
+        Path(id): Path<String>,
+        caller: Result<Authenticated<roles::Agent>, AuthError>,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<Json<Value>, Refused> {
+        let agent = caller.map_err(OpError::from)?.principal;
+        let body = body_of(body)?;
+        let engine = &state.engine;
+        if let Err(wait) = engine
+            .operation_limiter
+            .check(agent.sub.clone(), Instant::now())
+        {
+            state.metrics.refusals.inc(refusal::OPERATION_RATE);
+            let secs = wait.as_secs().max(1);
+            return Err(OpError::TooManyRequests(
+                format!("too many operations from this agent; retry in {secs} s"),
+                secs,
+            )
+            .into());
+        }
+        // A bad body or name is answered like any refusal of a participant
+        // (with an Error notification), once participation is checked.
+        let (name, parsed) = match params::json_object(&body) {
+            Ok(body) => match Op::name_of(&body) {
+                Ok(name) => (Ok(name), Op::parse(name, &body)),
+                Err(e) => (Err(e.clone()), Err(e)),
+            },
+            Err(e) => (Err(e.clone()), Err(e)),
+        };
+        let reference_id = engine.next_reference().await?;
+        let request = Request {
+            session: id,
+            user: agent.sub,
+            name,
+            parsed,
+            reference_id,
+        };
+        tokio::spawn(run(state.publisher.clone(), engine.clone(), request))
+            .await
+            .map_err(|_| OpError::Unavailable("the operation was aborted".into()))?
+            .map_err(|error| Refused {
+                announced: error.announced.then_some(reference_id),
+                error: error.error,
+            })?;
+        Ok(Json(
+            json!({ "statusCode": 0, "referenceId": reference_id }),
+        ))
+    }
+);
+
+agent_operation_doc!(
+    "/api/v2/me/facebooksession/{id}",
+    "An agent operation on a session (the seed's singular path)",
+    /// The seed's singular path: the same operation.
+    pub async fn operate_singular(
+        state: State<EngineState>,
+        id: Path<String>,
+        caller: Result<Authenticated<roles::Agent>, AuthError>,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<Json<Value>, Refused> {
+        operate(state, id, caller, body).await
+    }
+);
 
 /// Why `run` failed, and whether the session's agents were told.
 struct RunError {
