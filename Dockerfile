@@ -5,6 +5,11 @@
 # chatgate: the product alone, not the workspace's tools/ (the load
 # generator and the bare reference server).
 FROM rust:1.95-slim-bookworm AS build
+# jemalloc (tikv-jemalloc-sys) builds with make, which the slim image lacks.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

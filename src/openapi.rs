@@ -68,6 +68,9 @@ requests, 4 internal (a backend failed; nothing changed), 5 no permission, 6 no 
         crate::engine::customer::create,
         crate::engine::customer::operate,
         ws,
+        bayeux_long_poll,
+        bayeux_long_poll_kind,
+        bayeux_websocket,
         crate::http::healthz,
         crate::http::readyz,
         crate::http::metrics,
@@ -92,12 +95,17 @@ requests, 4 internal (a backend failed; nothing changed), 5 no permission, 6 no 
         OneSession,
         UserList,
         QueueList,
+        BayeuxMessage,
+        BayeuxExt,
+        BayeuxAdvice,
+        BayeuxReply,
     )),
     modifiers(&BearerSchemes),
     tags(
         (name = "engine", description = "Agent operations on sessions (GWS facebooksession), the directory"),
         (name = "customer", description = "The chat widget's API"),
         (name = "gateway", description = "Ingest and the WebSocket of notifications"),
+        (name = "bayeux", description = "The notifications over Bayeux (CometD): long-polling and WebSocket, channel /v2/me/facebooksession"),
         (name = "ops", description = "Health, readiness, metrics, dev tokens, this document"),
         (name = "pages", description = "The demo agent desktop and customer widget"),
     ),
@@ -430,10 +438,147 @@ async fn widget() {}
 #[allow(dead_code)]
 async fn web_asset() {}
 
+/// One Bayeux message from a client; a request is one message or an array
+/// of at most 16 (`MAX_BATCH`), 64 KiB in all (`MAX_REQUEST`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BayeuxMessage {
+    /// `/meta/handshake`, `/meta/connect`, `/meta/subscribe`,
+    /// `/meta/unsubscribe` or `/meta/disconnect`; any other is refused in
+    /// the reply (no publishing).
+    #[schema(min_length = 1)]
+    pub channel: String,
+    /// Echoed in the reply.
+    #[schema(value_type = Option<String>)]
+    pub id: Option<Value>,
+    /// What the handshake gave (every message but the handshake).
+    pub client_id: Option<String>,
+    /// `/v2/me/facebooksession` (subscribe, unsubscribe).
+    pub subscription: Option<String>,
+    pub ext: Option<BayeuxExt>,
+    pub advice: Option<BayeuxAdvice>,
+}
+
+/// The `ext` of a client's message.
+#[derive(Deserialize, ToSchema)]
+pub struct BayeuxExt {
+    /// The JWT (handshake), unless `Authorization: Bearer` carries it.
+    pub access_token: Option<String>,
+    /// The ack extension: the last batch of notifications taken in
+    /// (connect); `true` on the handshake to turn it on.
+    #[schema(value_type = Option<i64>)]
+    pub ack: Option<Value>,
+    /// Resume (handshake): the last notification id seen, as on `/ws`.
+    pub since: Option<String>,
+    /// Resume (handshake): the epoch of the stream `since` counts in.
+    pub epoch: Option<String>,
+}
+
+/// The `advice` of a connect.
+#[derive(Deserialize, ToSchema)]
+pub struct BayeuxAdvice {
+    /// How long the server may hold this connect, in milliseconds (capped
+    /// by the server's own).
+    #[schema(minimum = 0)]
+    pub timeout: Option<u64>,
+}
+
+/// One Bayeux message to a client: a reply (`channel` `/meta/...`,
+/// `successful`, an `error` of the form `code:args:message`, `advice`) or a
+/// notification (`channel` `/v2/me/facebooksession`, `data`, `ext.id`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BayeuxReply {
+    pub channel: Option<String>,
+    pub successful: Option<bool>,
+    pub client_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub id: Option<Value>,
+    /// `401::...` for a missing or bad token, `403::...` for one of a role
+    /// that does not subscribe, `402::...` for an unknown clientId.
+    pub error: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub advice: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub ext: Option<Value>,
+    /// A notification, as `/ws` delivers it.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+}
+
+/// `POST /api/v2/notifications`: Bayeux long-polling.
+#[utoipa::path(
+    post,
+    path = "/api/v2/notifications",
+    tag = "bayeux",
+    summary = "Bayeux long-polling",
+    description = "A Bayeux 1.0 request: one message or an array of them. Handshake (the token in \
+`ext.access_token` or the `Authorization: Bearer` header; `ext.since` and `ext.epoch` to resume), \
+subscribe to `/v2/me/facebooksession`, then connect: a connect is held until notifications come or its \
+timeout ends, and its reply carries them, each with `ext.id` as on `/ws`. Refusals are replies with \
+`successful: false` (HTTP 200), as Bayeux has it; the HTTP status is not 200 only for a request that is \
+not Bayeux at all.",
+    request_body(content = Vec<BayeuxMessage>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The replies, and the notifications of a connect", body = Vec<BayeuxReply>),
+        (status = 400, description = "Not JSON, not a message or an array of them, or over 16 messages", body = Vec<BayeuxReply>),
+        (status = 403, description = "An Origin not allowed", body = Vec<BayeuxReply>),
+        (status = 413, description = "A request over 64 KiB", body = Vec<BayeuxReply>),
+    ),
+    security((), ("agent" = []), ("customer" = []), ("supervisor" = [])),
+)]
+#[allow(dead_code)]
+async fn bayeux_long_poll() {}
+
+/// `POST /api/v2/notifications/{kind}`: the same, where the client names
+/// the message in the path (CometD's `appendMessageTypeToURL`).
+#[utoipa::path(
+    post,
+    path = "/api/v2/notifications/{kind}",
+    tag = "bayeux",
+    summary = "Bayeux long-polling (message type in the path)",
+    description = "As `POST /api/v2/notifications`; the path's last part (`handshake`, `connect`, ...) \
+is not read.",
+    params(("kind" = String, Path, description = "The message type, as CometD clients append it")),
+    request_body(content = Vec<BayeuxMessage>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The replies, and the notifications of a connect", body = Vec<BayeuxReply>),
+        (status = 400, description = "Not JSON, not a message or an array of them, or over 16 messages", body = Vec<BayeuxReply>),
+        (status = 403, description = "An Origin not allowed", body = Vec<BayeuxReply>),
+        (status = 413, description = "A request over 64 KiB", body = Vec<BayeuxReply>),
+    ),
+    security((), ("agent" = []), ("customer" = []), ("supervisor" = [])),
+)]
+#[allow(dead_code)]
+async fn bayeux_long_poll_kind() {}
+
+/// `GET /api/v2/notifications`: Bayeux over WebSocket.
+#[utoipa::path(
+    get,
+    path = "/api/v2/notifications",
+    tag = "bayeux",
+    summary = "Bayeux over WebSocket",
+    description = "A WebSocket upgrade (RFC 6455) whose text messages are Bayeux requests and replies, \
+as in long-polling (the token in `ext.access_token` of the handshake, or the upgrade's `Authorization: \
+Bearer` header). Client messages over 64 KiB close the socket with 1009.",
+    responses(
+        (status = 101, description = "Switching protocols: the WebSocket is open"),
+        (status = 400, description = "Not a WebSocket upgrade", content_type = "text/plain", body = String),
+        (status = 403, description = "An Origin not allowed", body = GatewayError),
+        (status = 426, description = "Not an upgradable WebSocket request (version)", content_type = "text/plain", body = String),
+        (status = 429, description = "Too many connections from this address", body = GatewayError),
+    ),
+    security((), ("agent" = []), ("customer" = []), ("supervisor" = [])),
+)]
+#[allow(dead_code)]
+async fn bayeux_websocket() {}
+
 /// Limits the descriptions quote, kept with the constants that enforce them.
 const _: () = {
     assert!(MAX_TEXT_CHARS == 8192);
     assert!(MAX_NICKNAME_CHARS == 64);
     assert!(MAX_KEY_CHARS == 256);
     assert!(MAX_URL_CHARS == 2048);
+    assert!(crate::bayeux::message::MAX_BATCH == 16);
+    assert!(crate::bayeux::message::MAX_REQUEST == 64 << 10);
 };

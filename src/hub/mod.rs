@@ -60,7 +60,9 @@
 //! raises the floors of its members, so a `since` into it is a miss.
 //!
 //! A customer token may connect before its session is known: it gets an
-//! empty snapshot and then the session's customer view. Once the session's
+//! empty snapshot and then the session's customer view, and its epoch
+//! `<epoch>.after-<cut>` resumes in the session's first incarnation after
+//! that cut (the one it was numbered in), and in no other. Once the session's
 //! customer is known, a connection whose subject is another participant is
 //! refused at the handshake, and one already open is closed (1008).
 
@@ -284,6 +286,9 @@ struct Inner {
     /// The last sequence of any forgotten session: a supervisor's replay
     /// cannot start below it.
     purged_floor: u64,
+    /// The last sequence committed when a session was last forgotten: an
+    /// `after-` epoch given out before it no longer names one incarnation.
+    forgotten_at: u64,
     /// The last bus sequence committed.
     last_seq: u64,
     /// The sequence before the first this hub saw; nothing at or below it
@@ -348,6 +353,7 @@ impl Hub {
                 agent_sessions: FastMap::default(),
                 agent_floors: FastMap::default(),
                 purged_floor: 0,
+                forgotten_at: 0,
                 last_seq: 0,
                 start_floor: None,
                 budget: Budget::new(config.retention_bytes),
@@ -487,9 +493,9 @@ impl Hub {
                 {
                     return Err(AttachError::NotTheCustomer);
                 }
-                let epoch = format!("{}.{}", self.epoch, entry.map_or(0, |e| e.incarnation));
+                let epoch = customer_epoch(&self.epoch, entry, cut);
                 let replay = resume
-                    .filter(|r| r.epoch == Some(epoch.as_str()))
+                    .filter(|r| inner.customer_resumes_in(&self.epoch, entry, r.epoch, &epoch))
                     .and_then(|r| r.since.parse().ok())
                     .and_then(|since| replay::customer(entry, since));
                 let snapshot = entry.map(|e| CustomerSnap {
@@ -723,7 +729,56 @@ impl Hub {
     }
 }
 
+/// The marker of a customer epoch given out before the session was known.
+const AFTER: &str = "after-";
+
+/// A customer's epoch: `<hub epoch>.<incarnation>` once the session is
+/// known; before, `<hub epoch>.after-<cut>`, naming the incarnation that
+/// begins after the cut (see [`Inner::customer_resumes_in`]).
+fn customer_epoch(hub_epoch: &str, entry: Option<&Entry>, cut: u64) -> String {
+    match entry {
+        Some(e) => format!("{hub_epoch}.{}", e.incarnation),
+        None => format!("{hub_epoch}.{AFTER}{cut}"),
+    }
+}
+
 impl Inner {
+    /// Whether a customer's resume `given` counts in the numbering of the
+    /// session as it stands (`current` is its epoch now). An `after-<cut>`
+    /// epoch (the customer connected before the session was known) counts
+    /// in the session's incarnation only if that is provably the first one
+    /// after the cut: it began after the cut, this history covers
+    /// everything after the cut, and no session was forgotten since. Any
+    /// doubt is a miss: the customer gets the snapshot, never a wrong
+    /// resume.
+    fn customer_resumes_in(
+        &self,
+        hub_epoch: &str,
+        entry: Option<&Entry>,
+        given: Option<&str>,
+        current: &str,
+    ) -> bool {
+        let Some(given) = given else {
+            return false;
+        };
+        if given == current {
+            return true;
+        }
+        let cut = given
+            .strip_prefix(hub_epoch)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_prefix(AFTER))
+            .and_then(|cut| cut.parse::<u64>().ok());
+        match (cut, entry) {
+            (Some(cut), Some(e)) => {
+                e.incarnation > cut
+                    && self.start_floor.is_some_and(|floor| floor <= cut)
+                    && self.forgotten_at <= cut
+            }
+            _ => false,
+        }
+    }
+
     /// Commits one applied notification (see the module doc).
     fn commit(
         &mut self,
@@ -852,6 +907,7 @@ impl Inner {
             .frames_removed(entry.retention.len(), entry.retention.cost());
         self.budget.remove(entry.log.cost() + entry.cost);
         self.purged_floor = self.purged_floor.max(entry.retention.last_seq());
+        self.forgotten_at = self.last_seq;
         for (agent, last) in entry.members {
             let floor = self.agent_floors.entry(agent.clone()).or_default();
             *floor = (*floor).max(last);

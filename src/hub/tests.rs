@@ -345,3 +345,91 @@ fn checkpoints_restore_a_hub_that_resumes_nothing_before_them() {
     assert!(r.resumed);
     assert_eq!(ids(r.backlog), ["3"]);
 }
+
+#[test]
+fn a_customer_who_came_before_the_session_resumes_in_its_first_incarnation() {
+    let h = hub(|c| c.retention.age = Duration::ZERO);
+    let party = Party::Customer {
+        session: "s".into(),
+        participant: "s-c".into(),
+    };
+    h.dispatch(1, &joined("other", "u2", "Chatting"));
+    let early = customer_attachment(h.attach(&party, None).unwrap());
+    assert_eq!(early.epoch, format!("{EPOCH}.after-1"));
+    let epoch = early.epoch.clone();
+    h.dispatch(2, &joined("s", "u1", "Chatting"));
+    h.dispatch(3, &line("s", 1, "All", 0));
+    h.dispatch(4, &line("s", 2, "All", 0));
+    drop(early);
+    let resume_at = |since| {
+        customer_attachment(
+            h.attach(
+                &party,
+                Some(Resume {
+                    since,
+                    epoch: Some(&epoch),
+                }),
+            )
+            .unwrap(),
+        )
+    };
+    let again = resume_at("2");
+    assert!(again.resumed, "the incarnation that began after the cut");
+    assert_eq!(again.epoch, format!("{EPOCH}.2"));
+    assert_eq!(ids(again.backlog), ["3"]);
+    drop(again.registration);
+
+    // Another epoch's `after-`, or a cut past the incarnation: a miss.
+    for wrong in [
+        "another.after-1",
+        &format!("{EPOCH}.after-2"),
+        &format!("{EPOCH}.after-x"),
+    ] {
+        let a = customer_attachment(
+            h.attach(
+                &party,
+                Some(Resume {
+                    since: "2",
+                    epoch: Some(wrong),
+                }),
+            )
+            .unwrap(),
+        );
+        assert!(!a.resumed, "{wrong}");
+    }
+
+    // The session is forgotten and comes back: the early epoch no longer
+    // names one incarnation.
+    h.dispatch(5, &joined("s", "u1", "Completed"));
+    std::thread::sleep(Duration::from_millis(5));
+    h.sweep();
+    assert!(!h.has_session("s"));
+    h.dispatch(6, &joined("s", "u1", "Chatting"));
+    h.dispatch(7, &line("s", 1, "All", 0));
+    h.dispatch(8, &line("s", 2, "All", 0));
+    let old = resume_at("1");
+    assert!(!old.resumed, "an id of the forgotten incarnation");
+}
+
+#[test]
+fn an_early_customer_epoch_does_not_resume_where_the_history_starts_later() {
+    let h = hub(|_| {});
+    let party = Party::Customer {
+        session: "s".into(),
+        participant: "s-c".into(),
+    };
+    // This hub's history starts at 10: what came after 3 is not all known.
+    h.dispatch(10, &joined("s", "u1", "Chatting"));
+    h.dispatch(11, &line("s", 1, "All", 0));
+    let a = customer_attachment(
+        h.attach(
+            &party,
+            Some(Resume {
+                since: "1",
+                epoch: Some(&format!("{EPOCH}.after-3")),
+            }),
+        )
+        .unwrap(),
+    );
+    assert!(!a.resumed);
+}

@@ -153,7 +153,7 @@ pub async fn ws_handler(
 /// Before attaching: on a NATS bus, a resume id may come from another
 /// gateway a little ahead of this one. (A customer connecting before this
 /// gateway knows its session is not waited for: its welcome's epoch then
-/// names no incarnation, and a later resume with it gets the snapshot.)
+/// names the incarnation that begins after that moment.)
 async fn wait_for_history(state: &SharedState, party: &Party, since: Option<&str>) {
     if let (Some(since), Some(_)) = (since, &state.config.bus) {
         let wait = Duration::from_millis(state.config.nats.resume_wait_ms);
