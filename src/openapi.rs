@@ -449,7 +449,7 @@ pub struct BayeuxMessage {
     #[schema(min_length = 1)]
     pub channel: String,
     /// Echoed in the reply.
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = bayeux_id)]
     pub id: Option<Value>,
     /// What the handshake gave (every message but the handshake).
     pub client_id: Option<String>,
@@ -457,6 +457,19 @@ pub struct BayeuxMessage {
     pub subscription: Option<String>,
     pub ext: Option<BayeuxExt>,
     pub advice: Option<BayeuxAdvice>,
+}
+
+/// A Bayeux message id: a string or a number (echoed as it came; anything
+/// else is not an id and is left out of the reply).
+fn bayeux_id() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Null,
+        ]))
+        .build()
 }
 
 /// The `ext` of a client's message.
@@ -492,7 +505,8 @@ pub struct BayeuxReply {
     pub channel: Option<String>,
     pub successful: Option<bool>,
     pub client_id: Option<String>,
-    #[schema(value_type = Option<String>)]
+    /// The request message's, as it came (a string or a number).
+    #[schema(schema_with = bayeux_id)]
     pub id: Option<Value>,
     /// `401::...` for a missing or bad token, `403::...` for one of a role
     /// that does not subscribe, `402::...` for an unknown clientId.
