@@ -520,51 +520,59 @@ pub struct BayeuxReply {
     pub data: Option<Value>,
 }
 
-/// `POST /api/v2/notifications`: Bayeux long-polling.
-#[utoipa::path(
-    post,
-    path = "/api/v2/notifications",
-    tag = "bayeux",
-    summary = "Bayeux long-polling",
-    description = "A Bayeux 1.0 request: one message or an array of them. Handshake (the token in \
+/// The API description of Bayeux long-polling, the same on both of its
+/// paths (`extra` adds the path's own parameters).
+macro_rules! bayeux_long_poll_doc {
+    ($path:literal, $summary:literal, $description:expr, [$($extra:tt)*], $handler:item) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "bayeux",
+            summary = $summary,
+            description = $description,
+            $($extra)*
+            request_body(content = Vec<BayeuxMessage>, content_type = "application/json"),
+            responses(
+                (status = 200, description = "The replies, and the notifications of a connect", body = Vec<BayeuxReply>),
+                (status = 400, description = "Not JSON, not a message or an array of them, or over 16 messages", body = Vec<BayeuxReply>),
+                (status = 403, description = "An Origin not allowed", body = Vec<BayeuxReply>),
+                (status = 413, description = "A request over 64 KiB", body = Vec<BayeuxReply>),
+            ),
+            security((), ("agent" = []), ("customer" = []), ("supervisor" = [])),
+        )]
+        #[allow(dead_code)]
+        $handler
+    };
+}
+
+bayeux_long_poll_doc!(
+    "/api/v2/notifications",
+    "Bayeux long-polling",
+    "A Bayeux 1.0 request: one message or an array of them. Handshake (the token in \
 `ext.access_token` or the `Authorization: Bearer` header; `ext.since` and `ext.epoch` to resume), \
 subscribe to `/v2/me/facebooksession`, then connect: a connect is held until notifications come or its \
 timeout ends, and its reply carries them, each with `ext.id` as on `/ws`. Refusals are replies with \
 `successful: false` (HTTP 200), as Bayeux has it; the HTTP status is not 200 only for a request that is \
 not Bayeux at all.",
-    request_body(content = Vec<BayeuxMessage>, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The replies, and the notifications of a connect", body = Vec<BayeuxReply>),
-        (status = 400, description = "Not JSON, not a message or an array of them, or over 16 messages", body = Vec<BayeuxReply>),
-        (status = 403, description = "An Origin not allowed", body = Vec<BayeuxReply>),
-        (status = 413, description = "A request over 64 KiB", body = Vec<BayeuxReply>),
-    ),
-    security((), ("agent" = []), ("customer" = []), ("supervisor" = [])),
-)]
-#[allow(dead_code)]
-async fn bayeux_long_poll() {}
+    [],
+    /// `POST /api/v2/notifications`: Bayeux long-polling.
+    async fn bayeux_long_poll() {}
+);
 
-/// `POST /api/v2/notifications/{kind}`: the same, where the client names
-/// the message in the path (CometD's `appendMessageTypeToURL`).
-#[utoipa::path(
-    post,
-    path = "/api/v2/notifications/{kind}",
-    tag = "bayeux",
-    summary = "Bayeux long-polling (message type in the path)",
-    description = "As `POST /api/v2/notifications`; the path's last part (`handshake`, `connect`, ...) \
+bayeux_long_poll_doc!(
+    "/api/v2/notifications/{kind}",
+    "Bayeux long-polling (message type in the path)",
+    "As `POST /api/v2/notifications`; the path's last part (`handshake`, `connect`, ...) \
 is not read.",
-    params(("kind" = String, Path, description = "The message type, as CometD clients append it")),
-    request_body(content = Vec<BayeuxMessage>, content_type = "application/json"),
-    responses(
-        (status = 200, description = "The replies, and the notifications of a connect", body = Vec<BayeuxReply>),
-        (status = 400, description = "Not JSON, not a message or an array of them, or over 16 messages", body = Vec<BayeuxReply>),
-        (status = 403, description = "An Origin not allowed", body = Vec<BayeuxReply>),
-        (status = 413, description = "A request over 64 KiB", body = Vec<BayeuxReply>),
-    ),
-    security((), ("agent" = []), ("customer" = []), ("supervisor" = [])),
-)]
-#[allow(dead_code)]
-async fn bayeux_long_poll_kind() {}
+    [params((
+        "kind" = String,
+        Path,
+        description = "The message type, as CometD clients append it"
+    )),],
+    /// `POST /api/v2/notifications/{kind}`: the same, where the client
+    /// names the message in the path (CometD's `appendMessageTypeToURL`).
+    async fn bayeux_long_poll_kind() {}
+);
 
 /// `GET /api/v2/notifications`: Bayeux over WebSocket.
 #[utoipa::path(

@@ -83,6 +83,25 @@ fn ids<F: Frame>(frames: impl Iterator<Item = F>) -> Vec<String> {
         .collect()
 }
 
+/// A customer's attach with `since` in `epoch`.
+fn customer_resume(
+    h: &Arc<Hub>,
+    party: &Party,
+    since: &str,
+    epoch: &str,
+) -> Attachment<CustomerFrame> {
+    customer_attachment(
+        h.attach(
+            party,
+            Some(Resume {
+                since,
+                epoch: Some(epoch),
+            }),
+        )
+        .unwrap(),
+    )
+}
+
 fn resume(since: &str) -> Option<Resume<'_>> {
     Some(Resume {
         since,
@@ -155,16 +174,7 @@ fn a_customer_resumes_only_in_its_session_incarnation() {
     let first = customer_attachment(h.attach(&party, None).unwrap());
     assert_eq!(first.epoch, format!("{EPOCH}.1"));
     let epoch = first.epoch.clone();
-    let again = customer_attachment(
-        h.attach(
-            &party,
-            Some(Resume {
-                since: "1",
-                epoch: Some(&epoch),
-            }),
-        )
-        .unwrap(),
-    );
+    let again = customer_resume(&h, &party, "1", &epoch);
     assert!(again.resumed);
     assert_eq!(ids(again.backlog), ["2"]);
     drop(first);
@@ -178,16 +188,7 @@ fn a_customer_resumes_only_in_its_session_incarnation() {
     h.dispatch(4, &joined("s", "u1", "Chatting"));
     h.dispatch(5, &line("s", 1, "All", 0));
     h.dispatch(6, &line("s", 2, "All", 0));
-    let old = customer_attachment(
-        h.attach(
-            &party,
-            Some(Resume {
-                since: "2",
-                epoch: Some(&epoch),
-            }),
-        )
-        .unwrap(),
-    );
+    let old = customer_resume(&h, &party, "2", &epoch);
     assert!(!old.resumed, "an id of the old numbering");
     assert_eq!(old.epoch, format!("{EPOCH}.4"));
 }
@@ -361,18 +362,7 @@ fn a_customer_who_came_before_the_session_resumes_in_its_first_incarnation() {
     h.dispatch(3, &line("s", 1, "All", 0));
     h.dispatch(4, &line("s", 2, "All", 0));
     drop(early);
-    let resume_at = |since| {
-        customer_attachment(
-            h.attach(
-                &party,
-                Some(Resume {
-                    since,
-                    epoch: Some(&epoch),
-                }),
-            )
-            .unwrap(),
-        )
-    };
+    let resume_at = |since| customer_resume(&h, &party, since, &epoch);
     let again = resume_at("2");
     assert!(again.resumed, "the incarnation that began after the cut");
     assert_eq!(again.epoch, format!("{EPOCH}.2"));
@@ -385,16 +375,7 @@ fn a_customer_who_came_before_the_session_resumes_in_its_first_incarnation() {
         &format!("{EPOCH}.after-2"),
         &format!("{EPOCH}.after-x"),
     ] {
-        let a = customer_attachment(
-            h.attach(
-                &party,
-                Some(Resume {
-                    since: "2",
-                    epoch: Some(wrong),
-                }),
-            )
-            .unwrap(),
-        );
+        let a = customer_resume(&h, &party, "2", wrong);
         assert!(!a.resumed, "{wrong}");
     }
 
@@ -421,15 +402,6 @@ fn an_early_customer_epoch_does_not_resume_where_the_history_starts_later() {
     // This hub's history starts at 10: what came after 3 is not all known.
     h.dispatch(10, &joined("s", "u1", "Chatting"));
     h.dispatch(11, &line("s", 1, "All", 0));
-    let a = customer_attachment(
-        h.attach(
-            &party,
-            Some(Resume {
-                since: "1",
-                epoch: Some(&format!("{EPOCH}.after-3")),
-            }),
-        )
-        .unwrap(),
-    );
+    let a = customer_resume(&h, &party, "1", &format!("{EPOCH}.after-3"));
     assert!(!a.resumed);
 }
