@@ -180,7 +180,8 @@ CHATGATE_INGEST_MAX_BYTES (default 16 MiB), each item at most CHATGATE_MAX_FRAME
             (String = "application/x-ndjson"),
         ),
     ),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 printable ASCII characters: a batch sent again with the same key is published once")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 128, pattern = "^[!-~]{1,128}$",
+        description = "1 to 128 printable ASCII characters: a batch sent again with the same key is published once")),
     responses(
         (status = 202, description = "Published", body = crate::openapi::IngestAccepted),
         (status = 400, description = "Refused, nothing published: not JSON, a key twice, an item not a notification, an empty batch, a bad Idempotency-Key", body = crate::openapi::GatewayError),

@@ -6,6 +6,7 @@
 
 mod support;
 
+use chatgate::auth::Role;
 use chatgate::engine::capabilities::OPERATIONS;
 use serde_json::Value;
 use support::*;
@@ -170,6 +171,67 @@ async fn a_bayeux_reply_id_is_of_a_type_the_document_allows() {
             allowed.contains(&Value::from(kind)),
             "{kind} not in {allowed:?}"
         );
+    }
+    server.stop().await;
+}
+
+/// Found by schemathesis: the `Idempotency-Key` header was documented as any
+/// string (or null), so generators drew values no HTTP client can send and
+/// that the ingest refuses; the document now says what the ingest checks.
+/// Each key is sent: the ones the documented pattern matches are accepted,
+/// the others refused with 400.
+#[tokio::test]
+async fn the_idempotency_key_is_documented_as_the_ingest_checks_it() {
+    let doc: Value = serde_json::from_str(chatgate::openapi::document()).unwrap();
+    let header = doc["paths"]["/upstream/events"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key")
+        .expect("the ingest documents its Idempotency-Key header")
+        .clone();
+    let schema = &header["schema"];
+    assert_eq!(schema["type"], "string", "{header}");
+    assert_eq!(schema["pattern"], "^[!-~]{1,128}$", "{header}");
+    let documented = |key: &str| {
+        !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| (b'!'..=b'~').contains(&b))
+    };
+
+    let server = start(|_| {}).await;
+    let service = token(Role::Service, "upstream", None);
+    let max = "k".repeat(128);
+    let over = "k".repeat(129);
+    for key in [
+        "a",
+        "~!{}",
+        max.as_str(),
+        "",
+        "a b",
+        over.as_str(),
+        "caf\u{e9}",
+    ] {
+        let sid = format!("idem-{}", key.len());
+        let body = serde_json::json!({
+            "notificationType": "NewMessages",
+            "messageType": "MessageLogUpdated",
+            "facebooksessionPath": format!("/facebooksessions/{sid}"),
+            "messages": [],
+        })
+        .to_string();
+        let resp = reqwest::Client::new()
+            .post(server.url("/upstream/events"))
+            .bearer_auth(&service)
+            .header("content-type", "application/json")
+            .header(
+                "idempotency-key",
+                reqwest::header::HeaderValue::from_bytes(key.as_bytes()).unwrap(),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let expected = if documented(key) { 202 } else { 400 };
+        assert_eq!(resp.status(), expected, "key {key:?}");
     }
     server.stop().await;
 }
