@@ -193,31 +193,28 @@ async fn the_idempotency_key_is_documented_as_the_ingest_checks_it() {
     let schema = &header["schema"];
     assert_eq!(schema["type"], "string", "{header}");
     assert_eq!(schema["pattern"], "^[!-~]{1,128}$", "{header}");
-    let documented = |key: &str| {
-        !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| (b'!'..=b'~').contains(&b))
-    };
-
     let server = start(|_| {}).await;
     let service = token(Role::Service, "upstream", None);
     let max = "k".repeat(128);
     let over = "k".repeat(129);
-    for key in [
-        "a",
-        "~!{}",
-        max.as_str(),
-        "",
-        "a b",
-        over.as_str(),
-        "caf\u{e9}",
-    ] {
-        let sid = format!("idem-{}", key.len());
-        let body = serde_json::json!({
-            "notificationType": "NewMessages",
-            "messageType": "MessageLogUpdated",
-            "facebooksessionPath": format!("/facebooksessions/{sid}"),
-            "messages": [],
-        })
-        .to_string();
+    // Each key, and whether the documented pattern admits it (202) or not (400).
+    let keys = [
+        ("a", 202),
+        ("~!{}", 202),
+        (max.as_str(), 202),
+        ("", 400),
+        ("a b", 400),
+        (over.as_str(), 400),
+        ("caf\u{e9}", 400),
+    ];
+    let body = serde_json::json!({
+        "notificationType": "NewMessages",
+        "messageType": "MessageLogUpdated",
+        "facebooksessionPath": "/facebooksessions/idem",
+        "messages": [],
+    })
+    .to_string();
+    for (key, expected) in keys {
         let resp = reqwest::Client::new()
             .post(server.url("/upstream/events"))
             .bearer_auth(&service)
@@ -226,11 +223,10 @@ async fn the_idempotency_key_is_documented_as_the_ingest_checks_it() {
                 "idempotency-key",
                 reqwest::header::HeaderValue::from_bytes(key.as_bytes()).unwrap(),
             )
-            .body(body)
+            .body(body.clone())
             .send()
             .await
             .unwrap();
-        let expected = if documented(key) { 202 } else { 400 };
         assert_eq!(resp.status(), expected, "key {key:?}");
     }
     server.stop().await;
